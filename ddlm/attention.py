@@ -1,0 +1,195 @@
+"""Attention: the plain multi-head baseline and Multi-Head Latent Attention (MLA).
+
+Vaswani et al., "Attention Is All You Need", arXiv 1706.03762 (multi-head attention);
+DeepSeek-AI, "DeepSeek-V2", arXiv 2405.04434 (MLA with decoupled RoPE).
+
+Multi-head attention (MHA) projects every token to per-head queries, keys and values.
+An autoregressive decoder must keep every past token's keys and values: 2 * H * d_h
+numbers per token per layer.
+
+MLA compresses keys and values through a low-rank latent:
+
+    c_kv = RMSNorm(W_dkv x)            (kv_latent_dim numbers per token: all we must keep)
+    [k_C ; v] = W_ukv c_kv             per-head keys and values, decompressed on the fly
+
+and optionally queries through a latent of their own (q_latent_dim). Two RoPE modes:
+
+* "full": rotate the decompressed per-head q and k (what the original project did). The
+  cache stays the latent, but the rotated keys must be recomputed from it.
+* "decoupled" (DeepSeek-V2): RoPE is position-dependent, so it cannot be folded into W_ukv.
+  Each head gets `rope_dim` extra query features, and ONE extra rotated key of `rope_dim`
+  features, k_R = RoPE(W_kr x), is shared by all heads:
+
+      q_h = [q_C,h ; RoPE(q_R,h)],   k_h = [k_C,h ; k_R],   score = q_h . k_h / sqrt(d_h + rope_dim)
+
+  The cache is c_kv plus k_R: kv_latent_dim + rope_dim numbers per token.
+
+Both are bidirectional by default (a mask predictor sees the whole sequence); `causal=True`
+gives the autoregressive baseline. The kernel is `F.scaled_dot_product_attention`.
+
+Shapes: x (B, T, dim) -> (B, T, dim); attention_mask (B, T) bool, True on real tokens.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .norm import RMSNorm
+from .rope import RotaryEmbedding, apply_rope
+
+
+def build_attention_mask(
+    attention_mask: torch.Tensor | None, causal: bool, seq_len: int
+) -> torch.Tensor | None:
+    """Turn a (B, T) key-padding mask into the boolean mask SDPA takes, or None.
+
+    Returns None when nothing is padded, so that SDPA can take its fast path (with
+    `is_causal` for causal models). Otherwise (B, 1, T, T) or (B, 1, 1, T), True where a
+    query may attend. A query row with no visible key would give NaN, so such rows
+    (only possible for a sequence that is all padding) are opened up.
+    """
+    if attention_mask is None:
+        return None
+    if attention_mask.dtype != torch.bool:
+        raise ValueError(
+            f"attention_mask must be bool (True = real token), got {attention_mask.dtype}"
+        )
+    if bool(attention_mask.all()):
+        return None
+    mask = attention_mask[:, None, None, :]  # (B, 1, 1, T)
+    if causal:
+        tril = torch.ones(seq_len, seq_len, dtype=torch.bool, device=mask.device).tril()
+        mask = mask & tril  # (B, 1, T, T)
+    return mask | ~mask.any(-1, keepdim=True)
+
+
+class _AttentionBase(nn.Module):
+    """What both attention variants share: the mask handling and the SDPA call."""
+
+    def __init__(self, dim: int, n_heads: int, causal: bool, dropout: float):
+        super().__init__()
+        if dim % n_heads:
+            raise ValueError(f"dim={dim} is not divisible by n_heads={n_heads}")
+        self.dim, self.n_heads, self.head_dim = dim, n_heads, dim // n_heads
+        self.causal, self.dropout = causal, dropout
+
+    def _mask(self, attention_mask: torch.Tensor | None, seq_len: int) -> torch.Tensor | None:
+        # A 2-D (B, T) padding mask is converted here; DiffusionLM converts it once and
+        # passes the prepared 4-D mask to every layer.
+        if attention_mask is not None and attention_mask.dim() == 2:
+            return build_attention_mask(attention_mask, self.causal, seq_len)
+        return attention_mask
+
+    def _attend(self, q, k, v, mask):  # (B, H, T, *) each -> (B, T, H * d_v)
+        y = F.scaled_dot_product_attention(
+            q,
+            k,
+            v,
+            attn_mask=mask,
+            is_causal=self.causal and mask is None,
+            dropout_p=self.dropout if self.training else 0.0,
+        )
+        B, H, T, dv = y.shape
+        return y.transpose(1, 2).reshape(B, T, H * dv)
+
+
+class MultiHeadAttention(_AttentionBase):
+    """Plain multi-head attention with RoPE on the first `rope_dim` features of each head."""
+
+    def __init__(
+        self,
+        dim: int,
+        n_heads: int,
+        max_seq_len: int,
+        rope_dim: int | None = None,
+        rope_theta: float = 10000.0,
+        causal: bool = False,
+        dropout: float = 0.0,
+    ):
+        super().__init__(dim, n_heads, causal, dropout)
+        self.rope_dim = rope_dim or self.head_dim
+        self.qkv = nn.Linear(dim, 3 * dim, bias=False)  # q, k, v in one matrix
+        self.out = nn.Linear(dim, dim, bias=False)
+        self.rotary = RotaryEmbedding(self.rope_dim, max_seq_len, rope_theta)
+
+    def forward(self, x: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        B, T, _ = x.shape
+        H, hd = self.n_heads, self.head_dim
+        q, k, v = self.qkv(x).view(B, T, 3, H, hd).permute(2, 0, 3, 1, 4)  # each (B, H, T, hd)
+        cos, sin = self.rotary(T, x.device, q.dtype)
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        return self.out(self._attend(q, k, v, self._mask(attention_mask, T)))
+
+    def kv_cache_elements_per_token(self) -> int:
+        """Numbers a decoder keeps per token per layer: a key and a value for every head."""
+        return 2 * self.n_heads * self.head_dim
+
+
+class LatentAttention(_AttentionBase):
+    """Multi-Head Latent Attention: keys and values decompressed from a low-rank latent."""
+
+    def __init__(
+        self,
+        dim: int,
+        n_heads: int,
+        max_seq_len: int,
+        kv_latent_dim: int,
+        q_latent_dim: int | None = None,
+        rope: str = "full",
+        rope_dim: int | None = None,
+        rope_theta: float = 10000.0,
+        causal: bool = False,
+        dropout: float = 0.0,
+        norm_eps: float = 1e-6,
+    ):
+        super().__init__(dim, n_heads, causal, dropout)
+        if rope not in ("full", "decoupled"):
+            raise ValueError(f"rope must be 'full' or 'decoupled', got {rope!r}")
+        H, hd = n_heads, self.head_dim
+        self.rope, self.kv_latent_dim, self.q_latent_dim = rope, kv_latent_dim, q_latent_dim
+        self.rope_dim = rope_dim or (hd if rope == "full" else hd // 2)
+        # Extra per-head query features for the decoupled rotary path (0 in "full" mode).
+        self.q_rope_dim = self.rope_dim if rope == "decoupled" else 0
+        q_out = H * (hd + self.q_rope_dim)
+        if q_latent_dim:
+            self.wq_down = nn.Linear(dim, q_latent_dim, bias=False)
+            self.q_norm = RMSNorm(q_latent_dim, norm_eps)
+            self.wq_up = nn.Linear(q_latent_dim, q_out, bias=False)
+        else:
+            self.wq = nn.Linear(dim, q_out, bias=False)
+        # One matrix makes the latent c_kv and, when decoupled, the shared rotary key k_R.
+        self.k_rope_dim = self.rope_dim if rope == "decoupled" else 0
+        self.wkv_down = nn.Linear(dim, kv_latent_dim + self.k_rope_dim, bias=False)
+        self.kv_norm = RMSNorm(kv_latent_dim, norm_eps)
+        self.wkv_up = nn.Linear(kv_latent_dim, H * 2 * hd, bias=False)  # latent -> [k_C ; v]
+        self.out = nn.Linear(dim, dim, bias=False)
+        self.rotary = RotaryEmbedding(self.rope_dim, max_seq_len, rope_theta)
+
+    def _queries(self, x: torch.Tensor) -> torch.Tensor:  # (B, T, dim) -> (B, T, H * (hd + r))
+        if self.q_latent_dim:
+            return self.wq_up(self.q_norm(self.wq_down(x)))
+        return self.wq(x)
+
+    def forward(self, x: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        B, T, _ = x.shape
+        H, hd = self.n_heads, self.head_dim
+        q = self._queries(x).view(B, T, H, hd + self.q_rope_dim).transpose(1, 2)  # (B, H, T, hd+r)
+        down = self.wkv_down(x)  # (B, T, kv_latent_dim [+ r])
+        c_kv = self.kv_norm(down[..., : self.kv_latent_dim])  # (B, T, kv_latent_dim): the cache
+        k, v = self.wkv_up(c_kv).view(B, T, H, 2 * hd).transpose(1, 2).split(hd, dim=-1)
+        cos, sin = self.rotary(T, x.device, q.dtype)
+        if self.rope == "full":
+            q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        else:
+            q_c, q_r = q.split((hd, self.q_rope_dim), dim=-1)
+            k_r = down[..., self.kv_latent_dim :].unsqueeze(1)  # (B, 1, T, r): shared by heads
+            q = torch.cat((q_c, apply_rope(q_r, cos, sin)), dim=-1)
+            k = torch.cat((k, apply_rope(k_r, cos, sin).expand(B, H, T, self.rope_dim)), dim=-1)
+        # SDPA's default scale 1/sqrt(q.shape[-1]) is the full q/k width, hd + r when decoupled.
+        return self.out(self._attend(q, k, v, self._mask(attention_mask, T)))
+
+    def kv_cache_elements_per_token(self) -> int:
+        """Numbers a decoder keeps per token per layer: the latent, plus k_R when decoupled."""
+        return self.kv_latent_dim + self.k_rope_dim

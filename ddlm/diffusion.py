@@ -1,0 +1,263 @@
+"""Masked diffusion: the forward process, the training losses and the likelihood bound.
+
+Austin et al., "D3PM", arXiv 2107.03006 (absorbing-state diffusion);
+Sahoo et al., "Simple and Effective Masked Diffusion Language Models" (MDLM), arXiv 2406.07524;
+Shi et al., "Simplified and Generalized Masked Diffusion", arXiv 2406.04329;
+Nie et al., "Large Language Diffusion Models" (LLaDA), arXiv 2502.09992.
+
+Forward process. At time t in [0, 1] every byte is independently replaced by MASK with
+probability t (t = 0: clean text, t = 1: all MASK). Masked bytes stay masked as t grows,
+so MASK is an absorbing state.
+
+Loss. The network sees x_t and predicts the original byte at every masked position:
+
+    L(theta) = E_{t, x_t} [ (1/t) sum_{i: x_t^i = MASK} -log p_theta(x_0^i | x_t) ] / L
+
+(LLaDA Eq. 3, with L the number of real bytes). Without the 1/t factor this is just
+"BERT with a random masking rate"; with it, the sum is the continuous-time ELBO of the
+absorbing process, so it bounds the negative log-likelihood from above (see
+`diffusion_loss`).
+
+Shapes: x0 (B, T) int64 byte ids; attention_mask (B, T) bool; t (B,) float.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from .tokenizer import MASK_ID, PAD_ID
+
+# Default smallest masking rate. LLaDA uses eps = 1e-3 (t ~ U[eps, 1]); the original
+# ddlm used 0.075. A small eps keeps the 1/t weight bounded (at most 1/eps) while
+# covering almost the whole [0, 1] interval the ELBO integrates over; we follow LLaDA.
+DEFAULT_MASK_EPS = 1e-3
+
+
+def sample_times(
+    batch_size: int,
+    eps: float = DEFAULT_MASK_EPS,
+    stratified: bool = True,
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    """Masking rates t in [eps, 1], one per sequence, shape (B,).
+
+    `stratified=True` is MDLM's low-discrepancy sampler: u_b = (U + b / B) mod 1 with a
+    single uniform U, so a batch always covers [0, 1] evenly instead of clumping. Each
+    u_b is still marginally uniform, so the loss stays unbiased; its variance drops.
+    """
+    if not 0.0 <= eps < 1.0:
+        raise ValueError(f"eps must be in [0, 1), got {eps}")
+    if stratified:
+        u = (torch.rand(1, generator=generator) + torch.arange(batch_size) / batch_size) % 1.0
+    else:
+        u = torch.rand(batch_size, generator=generator)
+    return (eps + (1.0 - eps) * u).to(device)
+
+
+def mask_tokens(
+    x0: torch.Tensor,
+    t: torch.Tensor | float,
+    generator: torch.Generator | None = None,
+    attention_mask: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The forward process q(x_t | x_0): mask each real byte with probability t.
+
+    `t` is a float or a (B,) tensor (one rate per sequence). Padding (PAD ids, or False in
+    `attention_mask`) is never masked. Returns (x_t, masked): x_t (B, T) with MASK_ID at
+    the masked positions, and the boolean (B, T) tensor of those positions.
+    """
+    t = torch.as_tensor(t, dtype=torch.float32)
+    if t.dim() == 0:
+        t = t.expand(x0.shape[0])
+    if t.shape != (x0.shape[0],):
+        raise ValueError(f"t must be a float or shape ({x0.shape[0]},), got {tuple(t.shape)}")
+    if bool(((t < 0) | (t > 1)).any()):
+        raise ValueError("masking rates t must lie in [0, 1]")
+    u = torch.rand(x0.shape, generator=generator).to(x0.device)
+    masked = u < t.to(x0.device)[:, None]
+    real = x0 != PAD_ID if attention_mask is None else attention_mask
+    masked &= real
+    return torch.where(masked, torch.full_like(x0, MASK_ID), x0), masked
+
+
+def diffusion_loss(
+    model: Callable[..., torch.Tensor],
+    x0: torch.Tensor,
+    attention_mask: torch.Tensor | None = None,
+    eps: float = DEFAULT_MASK_EPS,
+    stratified: bool = True,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """The masked-diffusion training loss (LLaDA Eq. 3), a scalar in nats per byte.
+
+    Why it bounds the likelihood: with the linear schedule (a byte is still clean at time t
+    with probability 1 - t), the absorbing process's continuous-time ELBO is
+
+        -log p(x_0) <= int_0^1 (1/t) E_{x_t}[ sum_{i masked} -log p_theta(x_0^i | x_t) ] dt
+
+    (MDLM, arXiv 2406.07524, Eq. 10; Shi et al., arXiv 2406.04329). Each masked position's
+    cross-entropy is weighted by 1/t: at small t few bytes are masked, and each
+    of them must stand for the whole stretch of the trajectory that t represents. Sampling t
+    uniformly gives an unbiased Monte Carlo estimate of the integral; dividing by the number
+    of real bytes makes it per byte. Restricting t to [eps, 1] drops a sliver of the
+    integral, which is why evaluation uses eps = 0 (see `bits_per_byte`).
+    """
+    B = x0.shape[0]
+    t = sample_times(B, eps, stratified, generator, x0.device)
+    xt, masked = mask_tokens(x0, t, generator, attention_mask)
+    logits = model(xt, attention_mask)  # (B, T, V) float32
+    ce = F.cross_entropy(
+        logits.transpose(1, 2), x0.clamp_max(logits.shape[-1] - 1), reduction="none"
+    )
+    weighted = (ce * masked) / t[:, None]  # (B, T)
+    n_real = (x0 != PAD_ID).sum() if attention_mask is None else attention_mask.sum()
+    return weighted.sum() / n_real.clamp_min(1)
+
+
+def ar_loss(
+    model: Callable[..., torch.Tensor],
+    x0: torch.Tensor,
+    attention_mask: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Next-byte cross-entropy for a causal model (nats per predicted byte).
+
+    Position i predicts byte i + 1; padding targets are ignored.
+    """
+    logits = model(x0, attention_mask)[:, :-1]  # (B, T-1, V)
+    target = x0[:, 1:].clone()
+    if attention_mask is not None:
+        target[~attention_mask[:, 1:]] = -100
+    target[target == PAD_ID] = -100
+    return F.cross_entropy(logits.transpose(1, 2), target, ignore_index=-100)
+
+
+# ---- evaluation: bits per byte ------------------------------------------------------
+
+
+@dataclass
+class BitsPerByte:
+    """A likelihood estimate. For diffusion models an upper bound (the ELBO)."""
+
+    bits_per_byte: float  # estimate (exact for AR models)
+    stderr: float  # standard error of the Monte Carlo estimate (0 for AR)
+    n_bytes: int  # bytes scored
+    n_samples: int  # Monte Carlo samples per sequence (1 for AR)
+    estimator: str  # "elbo-t", "elbo-l" or "exact-ar"
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def _chunks(data: torch.Tensor, seq_len: int, max_chunks: int | None) -> torch.Tensor:
+    n = len(data) // seq_len
+    if n == 0:
+        raise ValueError(f"need at least {seq_len} bytes to evaluate, got {len(data)}")
+    if max_chunks is not None and n > max_chunks:
+        # Evenly spaced chunks, so a partial evaluation still covers the whole split.
+        starts = torch.linspace(0, (n - 1) * seq_len, max_chunks).long()
+    else:
+        starts = torch.arange(n) * seq_len
+    return torch.stack([data[s : s + seq_len] for s in starts.tolist()]).long()  # (N, seq_len)
+
+
+@torch.no_grad()
+def bits_per_byte(
+    model: Callable[..., torch.Tensor],
+    data: torch.Tensor,
+    seq_len: int = 256,
+    n_samples: int = 16,
+    estimator: str = "l",
+    max_chunks: int | None = None,
+    batch_size: int = 16,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+    progress: bool = False,
+) -> BitsPerByte:
+    """Estimate validation bits per byte of a diffusion model on `data` (1-D uint8 bytes).
+
+    The data is cut into chunks of `seq_len` bytes; each chunk's negative log-likelihood
+    is bounded by the ELBO, estimated with `n_samples` Monte Carlo draws:
+
+    * estimator="t": draw t, mask each byte with probability t, weight the summed
+      cross-entropy of masked bytes by 1/t (the training loss, with eps = 0 and t stratified
+      over the samples).
+    * estimator="l" (LLaDA's lower-variance form, arXiv 2502.09992 Eq. 6): draw a number
+      l in 1..L, mask exactly l of the L bytes uniformly at random, weight by L/l.
+      l is stratified across the samples, so a few samples cover all masking levels.
+
+    Both are unbiased for the same bound. Result in bits per byte (nats / ln 2 / L); the
+    standard error comes from the spread of the per-draw estimates.
+    """
+    if estimator not in ("t", "l"):
+        raise ValueError(f"estimator must be 't' or 'l', got {estimator!r}")
+    if n_samples < 1:
+        raise ValueError(f"n_samples must be >= 1, got {n_samples}")
+    chunks = _chunks(data, seq_len, max_chunks)
+    N, L = chunks.shape
+    gen = torch.Generator().manual_seed(seed)
+    per_draw = torch.empty(N, n_samples, dtype=torch.float64)  # nats per chunk, one per draw
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=N * n_samples, desc="eval", disable=not progress, leave=False)
+    for s in range(n_samples):
+        for lo in range(0, N, batch_size):
+            x0 = chunks[lo : lo + batch_size]
+            b = len(x0)
+            u = (
+                torch.rand(1, generator=gen) + (s + torch.rand(b, generator=gen)) / n_samples
+            ) % 1.0
+            if estimator == "t":
+                t = u.clamp_min(1e-6)  # mask rate, stratified over draws via s
+                masked = torch.rand(b, L, generator=gen) < t[:, None]
+                weight = 1.0 / t
+            else:
+                n_mask = (u * L).long().clamp(0, L - 1) + 1  # l in 1..L
+                ranks = torch.rand(b, L, generator=gen).argsort(dim=1).argsort(dim=1)
+                masked = ranks < n_mask[:, None]  # exactly l masked
+                weight = L / n_mask.double()
+            xt = torch.where(masked, torch.full_like(x0, MASK_ID), x0)
+            logits = model(xt.to(device)).float().cpu()
+            ce = F.cross_entropy(logits.transpose(1, 2), x0, reduction="none")
+            per_draw[lo : lo + b, s] = (ce * masked).sum(1).double() * weight.double()
+            bar.update(b)
+    bar.close()
+    per_chunk = per_draw.mean(1)  # (N,) nats
+    scale = 1.0 / (L * math.log(2))
+    est = per_chunk.mean().item() * scale
+    # The chunks are fixed; the randomness is in the draws. Var(mean) = sum_c var_c / (N^2 S),
+    # with var_c the spread of chunk c's draws. With one draw per chunk that spread cannot be
+    # seen, so we fall back to the spread across all draws (which overstates the error).
+    if n_samples > 1:
+        var_c = per_draw.var(dim=1, unbiased=True) * scale**2
+        stderr = math.sqrt(var_c.sum().item() / (N**2 * n_samples))
+    else:
+        flat = per_draw.flatten() * scale
+        stderr = (flat.std() / math.sqrt(N)).item() if N > 1 else float("nan")
+    return BitsPerByte(est, stderr, N * L, n_samples, f"elbo-{estimator}")
+
+
+@torch.no_grad()
+def ar_bits_per_byte(
+    model: Callable[..., torch.Tensor],
+    data: torch.Tensor,
+    seq_len: int = 256,
+    max_chunks: int | None = None,
+    batch_size: int = 16,
+    device: torch.device | str = "cpu",
+) -> BitsPerByte:
+    """Exact bits per byte of a causal model: chunks of seq_len + 1 bytes, the last
+    seq_len of each predicted from what precedes it within the chunk."""
+    chunks = _chunks(data, seq_len + 1, max_chunks)
+    total, count = 0.0, 0
+    for lo in range(0, len(chunks), batch_size):
+        x0 = chunks[lo : lo + batch_size]
+        logits = model(x0[:, :-1].to(device)).float().cpu()
+        total += F.cross_entropy(logits.transpose(1, 2), x0[:, 1:], reduction="sum").item()
+        count += x0[:, 1:].numel()
+    return BitsPerByte(total / count / math.log(2), 0.0, count, 1, "exact-ar")

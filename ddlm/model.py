@@ -1,0 +1,250 @@
+"""The mask predictor: a bidirectional Transformer over bytes.
+
+Nie et al., "Large Language Diffusion Models" (LLaDA), arXiv 2502.09992: the network of a
+masked diffusion LM is an ordinary Transformer *without* a causal mask. Given a partly
+masked sequence x_t it predicts, at every position, a distribution over the original byte.
+
+    ids (B, T) -> embedding (B, T, dim)
+               -> n_layers x [ x + Attn(RMSNorm(x)) ; x + FFN(RMSNorm(x)) ]   (pre-norm blocks)
+               -> RMSNorm -> head -> logits (B, T, vocab_size), float32
+
+The same class with `causal=True` is the autoregressive baseline of the same size.
+Nothing here knows about time t: like LLaDA, the model infers the noise level from how
+many MASKs it sees.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .attention import LatentAttention, MultiHeadAttention, build_attention_mask
+from .ffn import ACTIVATIONS, GatedFFN, ffn_hidden_size
+from .norm import RMSNorm
+from .tokenizer import VOCAB_SIZE
+
+
+@dataclass
+class ModelConfig:
+    vocab_size: int = VOCAB_SIZE  # 256 bytes + PAD, MASK, EOS
+    dim: int = 192  # width of the residual stream
+    n_layers: int = 6  # number of Transformer blocks
+    n_heads: int = 6  # attention heads; head width is dim // n_heads
+    attention: str = "mla"  # "mla" (latent attention) or "mha" (plain multi-head)
+    kv_latent_dim: int = 64  # MLA: width of the compressed key/value latent c_kv
+    q_latent_dim: int | None = None  # MLA: width of a query latent; None = full-rank queries
+    rope: str = "full"  # MLA: "full" (rotate per-head q, k) or "decoupled" (DeepSeek-V2)
+    rope_dim: int | None = (
+        None  # rotary features per head; None = head width (full) or half (decoupled)
+    )
+    rope_theta: float = 10000.0  # RoPE base; larger = slower-turning pairs, longer reach
+    ffn_activation: str = "mish"  # gate activation: "mish", "silu" (SwiGLU) or "gelu"
+    ffn_hidden: int | None = None  # FFN hidden width; None = 8/3 * dim rounded up to 64
+    max_seq_len: int = 1024  # longest sequence the model accepts (prompt + answer)
+    causal: bool = False  # True = autoregressive baseline (causal mask, next-byte loss)
+    norm_eps: float = 1e-6  # RMSNorm epsilon
+    dropout: float = 0.0  # dropout on attention weights, FFN output and embeddings
+
+    def __post_init__(self) -> None:
+        def bad(field: str, why: str) -> ValueError:
+            return ValueError(f"ModelConfig.{field}={getattr(self, field)!r}: {why}")
+
+        for field in ("vocab_size", "dim", "n_layers", "n_heads", "max_seq_len"):
+            if not isinstance(getattr(self, field), int) or getattr(self, field) <= 0:
+                raise bad(field, "must be a positive integer")
+        if self.dim % self.n_heads:
+            raise bad("dim", f"must be divisible by n_heads={self.n_heads}")
+        if self.attention not in ("mla", "mha"):
+            raise bad("attention", "accepted values are 'mla' and 'mha'")
+        if self.rope not in ("full", "decoupled"):
+            raise bad("rope", "accepted values are 'full' and 'decoupled'")
+        if self.rope == "decoupled" and self.attention != "mla":
+            raise bad("rope", "'decoupled' needs attention='mla'; use 'full' with 'mha'")
+        if self.attention == "mla":
+            if not 0 < self.kv_latent_dim <= self.dim:
+                raise bad("kv_latent_dim", f"must be in 1..dim ({self.dim})")
+            if self.q_latent_dim is not None and not 0 < self.q_latent_dim <= self.dim:
+                raise bad("q_latent_dim", f"must be None or in 1..dim ({self.dim})")
+        if self.rope_dim is not None:
+            if self.rope_dim <= 0 or self.rope_dim % 2:
+                raise bad("rope_dim", "must be a positive even number (RoPE rotates pairs)")
+            if self.rope == "full" and self.rope_dim > self.head_dim:
+                raise bad(
+                    "rope_dim", f"must be at most the head width {self.head_dim} in 'full' mode"
+                )
+        elif self.head_dim % 2 or (self.rope == "decoupled" and self.head_dim % 4):
+            raise bad("n_heads", "gives a head width whose rotary part is odd; set rope_dim")
+        if self.ffn_activation not in ACTIVATIONS:
+            raise bad("ffn_activation", f"accepted values are {sorted(ACTIVATIONS)}")
+        if self.ffn_hidden is not None and self.ffn_hidden <= 0:
+            raise bad("ffn_hidden", "must be None or a positive integer")
+        if self.rope_theta <= 0:
+            raise bad("rope_theta", "must be positive")
+        if not 0.0 <= self.dropout < 1.0:
+            raise bad("dropout", "must be in [0, 1)")
+        if self.norm_eps <= 0:
+            raise bad("norm_eps", "must be positive")
+
+    @property
+    def head_dim(self) -> int:
+        return self.dim // self.n_heads
+
+    @property
+    def hidden(self) -> int:
+        """The FFN hidden width actually used."""
+        return self.ffn_hidden or ffn_hidden_size(self.dim)
+
+    @classmethod
+    def preset(cls, name: str, **overrides) -> ModelConfig:
+        """A named configuration (see PRESETS), with any field overridden by keyword."""
+        if name not in PRESETS:
+            raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+        return cls(**{**PRESETS[name], **overrides})
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ModelConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(
+                f"unknown ModelConfig fields {unknown}; known fields are {sorted(known)}"
+            )
+        return cls(**d)
+
+
+PRESETS: dict[str, dict] = {
+    # ~2.5 M parameters: learns words from the embedded corpus in minutes on 2 CPU cores.
+    "tiny": dict(dim=192, n_layers=6, n_heads=6, kv_latent_dim=64, max_seq_len=1024),
+    # ~11 M parameters: a better model for a GPU or a patient CPU.
+    "small": dict(dim=384, n_layers=6, n_heads=6, kv_latent_dim=96, max_seq_len=1024),
+    # The original project's configuration.
+    "seed": dict(dim=512, n_layers=8, n_heads=16, kv_latent_dim=128, max_seq_len=768),
+}
+
+
+class Block(nn.Module):
+    """One pre-norm Transformer block: x + Attn(RMSNorm(x)), then x + FFN(RMSNorm(x))."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.attn_norm = RMSNorm(cfg.dim, cfg.norm_eps)
+        common = dict(
+            dim=cfg.dim,
+            n_heads=cfg.n_heads,
+            max_seq_len=cfg.max_seq_len,
+            rope_dim=cfg.rope_dim,
+            rope_theta=cfg.rope_theta,
+            causal=cfg.causal,
+            dropout=cfg.dropout,
+        )
+        if cfg.attention == "mla":
+            self.attn = LatentAttention(
+                **common,
+                kv_latent_dim=cfg.kv_latent_dim,
+                q_latent_dim=cfg.q_latent_dim,
+                rope=cfg.rope,
+                norm_eps=cfg.norm_eps,
+            )
+        else:
+            self.attn = MultiHeadAttention(**common)
+        self.ffn_norm = RMSNorm(cfg.dim, cfg.norm_eps)
+        self.ffn = GatedFFN(cfg.dim, cfg.hidden, cfg.ffn_activation, cfg.dropout)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        x = x + self.attn(self.attn_norm(x), mask)
+        return x + self.ffn(self.ffn_norm(x))
+
+
+class DiffusionLM(nn.Module):
+    """The mask predictor (or, with `causal=True`, its autoregressive twin)."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        self.embed = nn.Embedding(config.vocab_size, config.dim)
+        self.drop = nn.Dropout(config.dropout)
+        self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layers))
+        self.norm = RMSNorm(config.dim, config.norm_eps)
+        self.head = nn.Linear(config.dim, config.vocab_size, bias=False)
+        self.apply(self._init_weights)
+        # GPT-2's scaled init: each block adds two residual branches, so shrink the
+        # matrices that write into the residual stream by 1/sqrt(2 * n_layers).
+        for name, p in self.named_parameters():
+            if name.endswith(("attn.out.weight", "ffn.w2.weight")):
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layers))
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+
+    def forward(
+        self, ids: torch.Tensor, attention_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """ids (B, T) int64, attention_mask (B, T) bool or None -> logits (B, T, vocab) float32."""
+        if ids.dim() != 2:
+            raise ValueError(f"ids must be (B, T), got shape {tuple(ids.shape)}")
+        T = ids.shape[1]
+        if T > self.config.max_seq_len:
+            raise ValueError(
+                f"sequence length {T} exceeds the model's max_seq_len={self.config.max_seq_len}"
+            )
+        mask = build_attention_mask(attention_mask, self.config.causal, T)  # once for all layers
+        x = self.drop(self.embed(ids))  # (B, T, dim)
+        for block in self.blocks:
+            x = block(x, mask)
+        return self.head(self.norm(x)).float()  # (B, T, vocab), float32 even under autocast
+
+    # ---- counting -------------------------------------------------------------------
+
+    def num_params(self, exclude_embedding: bool = False) -> int:
+        """Number of parameters (optionally without the input embedding table)."""
+        n = sum(p.numel() for p in self.parameters())
+        return n - self.embed.weight.numel() if exclude_embedding else n
+
+    def matmul_params(self) -> int:
+        """Parameters that take part in a matrix multiply per token (all Linear weights)."""
+        return sum(m.weight.numel() for m in self.modules() if isinstance(m, nn.Linear))
+
+    def flops_per_token(self, seq_len: int | None = None, training: bool = True) -> float:
+        """Estimated FLOPs per token, the figure benchmarks divide into achieved FLOP/s.
+
+        Forward: 2 FLOPs (multiply + add) per matmul weight, plus attention's two matrix
+        products per layer, 2*T*H*d_qk for Q K^T and 2*T*H*d_v for A V (the full T x T
+        square: bidirectional attention has no causal half to skip; we count the causal
+        baseline the same way). Training is 3x forward (backward costs twice the forward).
+        Embedding lookups, norms, softmax and activations are ignored (a few percent).
+        """
+        cfg = self.config
+        T = seq_len or cfg.max_seq_len
+        attn = self.blocks[0].attn
+        d_qk = cfg.head_dim + getattr(attn, "q_rope_dim", 0)
+        attention = cfg.n_layers * 2 * T * cfg.n_heads * (d_qk + cfg.head_dim)
+        forward = 2 * self.matmul_params() + attention
+        return float(3 * forward if training else forward)
+
+    def kv_cache_elements_per_token(self) -> int:
+        """Numbers kept per token by a key/value cache, summed over layers."""
+        return sum(b.attn.kv_cache_elements_per_token() for b in self.blocks)
+
+    # ---- files (implemented in ddlm.checkpoint) -------------------------------------
+
+    def save_pretrained(self, directory) -> None:
+        """Write `config.json` and `model.safetensors` into `directory`."""
+        from .checkpoint import save_pretrained
+
+        save_pretrained(self, directory)
+
+    @classmethod
+    def from_pretrained(cls, directory, map_location: str | torch.device = "cpu") -> DiffusionLM:
+        """Build a model from `config.json` and load `model.safetensors` (no pickle involved)."""
+        from .checkpoint import from_pretrained
+
+        return from_pretrained(directory, map_location=map_location)

@@ -1,0 +1,66 @@
+"""Where the model runs and in which precision: one helper for training and sampling.
+
+Mixed precision (Micikevicius et al., arXiv 1710.03740): matrix multiplies run in a 16-bit
+format while weights, optimizer state and reductions stay in float32.
+
+* bf16 (bfloat16) keeps float32's exponent range, so no loss scaling is needed. It works
+  under `torch.autocast` on CPUs and on CUDA GPUs that support it.
+* fp16 has a narrow exponent range: small gradients underflow to zero. A gradient scaler
+  multiplies the loss by a large factor before backward and divides it out before the
+  optimizer step, skipping steps whose gradients overflowed. CUDA only here.
+
+amp="auto" picks bf16 on a CUDA GPU that supports it (fp16 otherwise) and float32 on a CPU:
+on the 2-core CPUs we measured, bf16 autocast made the small presets *slower* (see
+bench/RESULTS.md), so there you ask for it explicitly with amp="bf16".
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+AMP_MODES = ("auto", "bf16", "fp16", "off")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """ "auto" -> cuda if available else cpu; "cuda" without a GPU is an error."""
+    if isinstance(device, torch.device):
+        return device
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ValueError(
+                "device='cuda' was asked for, but no CUDA GPU is available; use 'cpu' or 'auto'"
+            )
+        return torch.device(device)
+    if device == "cpu":
+        return torch.device("cpu")
+    raise ValueError(f"unknown device {device!r}; choose one of {DEVICES}")
+
+
+def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for `amp` on `device`, or None for float32."""
+    if amp not in AMP_MODES:
+        raise ValueError(f"unknown amp mode {amp!r}; choose one of {AMP_MODES}")
+    if amp == "off":
+        return None
+    if amp == "auto":
+        if device.type != "cuda":
+            return None
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if amp == "fp16" and device.type != "cuda":
+        raise ValueError(
+            "amp='fp16' needs a CUDA GPU (fp16 autocast with a gradient scaler); on a CPU use "
+            "amp='bf16' or amp='off'"
+        )
+    return torch.bfloat16 if amp == "bf16" else torch.float16
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None):
+    """torch.autocast for a 16-bit dtype, or a no-op context for float32."""
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)

@@ -1,0 +1,143 @@
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ddlm.diffusion import ar_loss, bits_per_byte, diffusion_loss, mask_tokens, sample_times
+from ddlm.tokenizer import MASK_ID, PAD_ID
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.floats(0.05, 0.95), st.integers(0, 10_000))
+def test_masking_rate_matches_t(t, seed):
+    x0 = torch.randint(0, 256, (8, 512))
+    xt, masked = mask_tokens(x0, t, torch.Generator().manual_seed(seed))
+    rate = masked.float().mean().item()
+    sd = math.sqrt(t * (1 - t) / x0.numel())
+    assert abs(rate - t) < 6 * sd
+    assert torch.equal(xt[masked], torch.full_like(xt[masked], MASK_ID))
+    assert torch.equal(xt[~masked], x0[~masked])
+
+
+def test_padding_is_never_masked():
+    x0 = torch.randint(0, 256, (2, 10))
+    x0[:, 6:] = PAD_ID
+    _, masked = mask_tokens(x0, 1.0)
+    assert masked[:, :6].all() and not masked[:, 6:].any()
+    mask = torch.ones(2, 10, dtype=torch.bool)
+    mask[1] = False
+    _, masked = mask_tokens(torch.randint(0, 256, (2, 10)), 1.0, attention_mask=mask)
+    assert masked[0].all() and not masked[1].any()
+
+
+def test_per_sequence_rates_and_errors():
+    x0 = torch.randint(0, 256, (2, 1000))
+    _, masked = mask_tokens(x0, torch.tensor([0.0, 1.0]))
+    assert not masked[0].any() and masked[1].all()
+    with pytest.raises(ValueError):
+        mask_tokens(x0, torch.tensor([0.5, 0.5, 0.5]))
+    with pytest.raises(ValueError):
+        mask_tokens(x0, 1.5)
+
+
+def test_times_in_range_and_stratified():
+    t = sample_times(8, eps=0.1, generator=torch.Generator().manual_seed(0))
+    assert ((t >= 0.1) & (t <= 1.0)).all()
+    # Stratified: one draw per interval of width (1 - eps) / B.
+    u = ((t - 0.1) / 0.9).sort().values
+    assert torch.all((u * 8).floor() == torch.arange(8))
+
+
+def test_stratified_times_lower_the_loss_variance():
+    class Fixed(torch.nn.Module):  # predicts a fixed distribution everywhere
+        def forward(self, ids, attention_mask=None):
+            return torch.zeros(*ids.shape, 259)
+
+    model, x0 = Fixed(), torch.randint(0, 256, (8, 64))
+
+    def spread(stratified: bool) -> float:
+        g = torch.Generator().manual_seed(1)
+        return (
+            torch.tensor(
+                [
+                    diffusion_loss(model, x0, stratified=stratified, generator=g).item()
+                    for _ in range(200)
+                ]
+            )
+            .var()
+            .item()
+        )
+
+    assert spread(True) < spread(False)
+
+
+def test_loss_weights_masked_ce_by_inverse_t():
+    torch.manual_seed(0)
+    logits = torch.randn(2, 16, 259)
+
+    def model(ids, attention_mask=None):
+        return logits
+
+    x0 = torch.randint(0, 256, (2, 16))
+    g1, g2 = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+    loss = diffusion_loss(model, x0, generator=g1)
+    t = sample_times(2, generator=g2)
+    _, masked = mask_tokens(x0, t, g2)
+    ce = F.cross_entropy(logits.transpose(1, 2), x0, reduction="none")
+    expected = ((ce * masked) / t[:, None]).sum() / x0.numel()
+    torch.testing.assert_close(loss, expected)
+
+
+def test_ar_loss_is_next_byte_ce():
+    logits = torch.randn(1, 5, 259)
+    x0 = torch.randint(0, 256, (1, 5))
+    expected = F.cross_entropy(logits[0, :-1], x0[0, 1:])
+    torch.testing.assert_close(ar_loss(lambda ids, m=None: logits, x0), expected)
+
+
+class Uniform(torch.nn.Module):
+    """Predicts the same distribution p over bytes at every position, whatever the input."""
+
+    def __init__(self, p: torch.Tensor):
+        super().__init__()
+        self.logp = p.log()
+
+    def forward(self, ids, attention_mask=None):
+        out = torch.full((*ids.shape, 259), -1e9)
+        out[..., :256] = self.logp
+        return out
+
+
+@pytest.mark.parametrize("estimator", ["l", "t"])
+def test_bits_per_byte_agrees_with_exact_value(estimator):
+    # A model that ignores context assigns each byte -log p(byte); the ELBO is exact there:
+    # E[(L/l) * sum_masked -log p] = sum_all -log p. So the estimate must match by hand.
+    g = torch.Generator().manual_seed(0)
+    p = torch.rand(256, generator=g) + 0.1
+    p = p / p.sum()
+    data = torch.randint(0, 256, (64 * 20,), generator=g, dtype=torch.int64).to(torch.uint8)
+    exact = (-p.log()[data.long()]).mean().item() / math.log(2)
+    r = bits_per_byte(Uniform(p), data, seq_len=64, n_samples=32, estimator=estimator)
+    assert r.n_bytes == len(data)
+    assert abs(r.bits_per_byte - exact) < 4 * r.stderr + 1e-9
+    assert r.stderr < (0.05 if estimator == "l" else 0.25)
+
+
+def test_l_estimator_has_lower_variance_than_t():
+    p = torch.full((256,), 1 / 256)
+    data = torch.randint(0, 256, (64 * 10,), dtype=torch.int64).to(torch.uint8)
+    rl = bits_per_byte(Uniform(p), data, seq_len=64, n_samples=16, estimator="l")
+    rt = bits_per_byte(Uniform(p), data, seq_len=64, n_samples=16, estimator="t")
+    assert rl.stderr < rt.stderr
+
+
+def test_bits_per_byte_errors():
+    with pytest.raises(ValueError, match="at least"):
+        bits_per_byte(
+            Uniform(torch.full((256,), 1 / 256)), torch.zeros(10, dtype=torch.uint8), seq_len=64
+        )
+    with pytest.raises(ValueError, match="estimator"):
+        bits_per_byte(None, torch.zeros(100, dtype=torch.uint8), seq_len=8, estimator="x")

@@ -1,0 +1,148 @@
+import dataclasses
+
+import pytest
+import torch
+from helpers import tiny_config
+
+import ddlm
+from ddlm.model import PRESETS, ModelConfig
+
+
+def test_presets_exist_and_tiny_is_small():
+    for name in ("tiny", "small", "seed"):
+        assert name in PRESETS
+    n = ddlm.DiffusionLM(ModelConfig.preset("tiny")).num_params()
+    assert 1_000_000 <= n <= 3_000_000
+    seed = ModelConfig.preset("seed")
+    assert (seed.dim, seed.n_layers, seed.n_heads, seed.kv_latent_dim, seed.max_seq_len) == (
+        512,
+        8,
+        16,
+        128,
+        768,
+    )
+    with pytest.raises(ValueError, match="unknown preset"):
+        ModelConfig.preset("huge")
+
+
+def test_forward_backward_tiny_preset():
+    model = ddlm.DiffusionLM(ModelConfig.preset("tiny"))
+    ids = torch.randint(0, 256, (2, 64))
+    logits = model(ids)
+    assert logits.shape == (2, 64, 259) and logits.dtype == torch.float32
+    logits.logsumexp(-1).mean().backward()
+    assert all(p.grad is not None for p in model.parameters())
+
+
+def test_logits_float32_under_bf16_autocast():
+    model = ddlm.DiffusionLM(tiny_config())
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert model(torch.randint(0, 256, (1, 8))).dtype == torch.float32
+
+
+def hand_count(c: ModelConfig) -> int:
+    """Parameters of an MLA model in 'full' RoPE mode without a query latent, by hand."""
+    d, h, V, L, r = c.dim, c.hidden, c.vocab_size, c.n_layers, c.kv_latent_dim
+    attn = d * d + d * r + r + r * 2 * d + d * d  # wq, wkv_down, kv_norm, wkv_up, out
+    ffn = 3 * d * h
+    block = attn + ffn + 2 * d  # two RMSNorm gains
+    return V * d + L * block + d + d * V  # embedding, blocks, final norm, head
+
+
+def test_parameter_count_by_hand():
+    cfg = ModelConfig(
+        dim=64, n_layers=3, n_heads=4, kv_latent_dim=16, ffn_hidden=96, max_seq_len=32
+    )
+    assert ddlm.DiffusionLM(cfg).num_params() == hand_count(cfg)
+    mha = ModelConfig(dim=64, n_layers=1, n_heads=4, attention="mha", ffn_hidden=96, max_seq_len=32)
+    expected = 259 * 64 + (4 * 64 * 64 + 3 * 64 * 96 + 2 * 64) + 64 + 64 * 259
+    assert ddlm.DiffusionLM(mha).num_params() == expected
+
+
+def test_flops_per_token_formula():
+    cfg = tiny_config()
+    model = ddlm.DiffusionLM(cfg)
+    fwd = 2 * model.matmul_params() + cfg.n_layers * 2 * 64 * cfg.n_heads * 2 * cfg.head_dim
+    assert model.flops_per_token(64, training=False) == fwd
+    assert model.flops_per_token(64) == 3 * fwd
+
+
+def test_too_long_sequence():
+    model = ddlm.DiffusionLM(tiny_config(max_seq_len=16))
+    with pytest.raises(ValueError, match="max_seq_len"):
+        model(torch.zeros(1, 17, dtype=torch.long))
+
+
+def test_padding_does_not_change_real_positions():
+    model = ddlm.DiffusionLM(tiny_config()).eval()
+    ids = torch.randint(0, 256, (1, 10))
+    mask = torch.ones(1, 10, dtype=torch.bool)
+    mask[0, 6:] = False
+    a = model(ids, mask)
+    ids2 = ids.clone()
+    ids2[0, 7] = 3
+    torch.testing.assert_close(a[0, :6], model(ids2, mask)[0, :6])
+
+
+INVALID = [
+    dict(dim=30, n_heads=4),  # not divisible
+    dict(attention="gqa"),
+    dict(rope="sideways"),
+    dict(attention="mha", rope="decoupled"),
+    dict(kv_latent_dim=64),  # larger than dim=32
+    dict(kv_latent_dim=0),
+    dict(q_latent_dim=100),
+    dict(rope_dim=7),
+    dict(rope_dim=16),  # larger than head width 8 in full mode
+    dict(ffn_activation="relu"),
+    dict(ffn_hidden=0),
+    dict(dropout=1.0),
+    dict(n_layers=0),
+    dict(max_seq_len=-1),
+    dict(norm_eps=0),
+    dict(rope_theta=-1.0),
+]
+
+
+@pytest.mark.parametrize("bad", INVALID, ids=lambda d: ",".join(f"{k}={v}" for k, v in d.items()))
+def test_invalid_configs_raise_naming_the_field(bad):
+    with pytest.raises(ValueError) as e:
+        tiny_config(**bad)
+    field = [k for k in bad if k != "n_heads"][0] if "n_heads" not in bad or len(bad) > 1 else "dim"
+    assert "ModelConfig." in str(e.value)
+    assert any(k in str(e.value) for k in bad) or field in str(e.value)
+
+
+def test_config_dict_round_trip_and_unknown_fields():
+    cfg = ModelConfig.preset("tiny", dropout=0.1)
+    assert ModelConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(ValueError, match="unknown"):
+        ModelConfig.from_dict({**cfg.to_dict(), "colour": "blue"})
+    assert dataclasses.fields(ModelConfig)
+
+
+@pytest.mark.parametrize(
+    "over",
+    [
+        dict(attention="mha"),
+        dict(rope="decoupled"),
+        dict(rope="decoupled", q_latent_dim=16),
+        dict(causal=True),
+    ],
+)
+def test_variants_train_one_step(over):
+    model = ddlm.DiffusionLM(tiny_config(**over))
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    ids = torch.randint(0, 256, (4, 16))
+    losses = []
+    for _ in range(5):
+        loss = torch.nn.functional.cross_entropy(model(ids).transpose(1, 2), ids)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0]
+
+
+def test_public_names():
+    assert ddlm.ByteTokenizer and ddlm.ModelConfig and ddlm.DiffusionLM

@@ -1,0 +1,191 @@
+import pytest
+import torch
+from helpers import tiny_config
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import ddlm
+from ddlm.sampling import generate, generate_ar, infill
+from ddlm.tokenizer import MASK_GLYPH, MASK_ID
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return ddlm.DiffusionLM(tiny_config()).eval()
+
+
+@pytest.fixture(scope="module")
+def ar_model():
+    torch.manual_seed(0)
+    return ddlm.DiffusionLM(tiny_config(causal=True)).eval()
+
+
+def check_trace(g, strategy):
+    """The trace replays to the final ids, and reveals are consistent."""
+    assert torch.equal(g.trace[-1].ids.long(), g.ids)
+    assert len(g.trace) == g.nfe + 1
+    assert (g.trace[0].ids[g.fill] == MASK_ID).all()
+    for prev, cur in zip(g.trace, g.trace[1:]):
+        newly = (prev.ids == MASK_ID) & (cur.ids != MASK_ID)
+        assert torch.equal(newly, cur.revealed)
+        assert cur.revealed.any()
+        # A revealed byte never changes again; known bytes never change.
+        known = prev.ids != MASK_ID
+        assert torch.equal(cur.ids[known], prev.ids[known])
+        assert torch.isnan(cur.confidence[known].float()).all()
+
+
+@settings(
+    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    prompt=st.binary(min_size=1, max_size=12),
+    length=st.integers(1, 24),
+    data=st.data(),
+    strategy=st.sampled_from(["low_confidence", "random"]),
+)
+def test_properties(model, prompt, length, data, strategy):
+    steps = data.draw(st.integers(1, length))
+    threshold = data.draw(st.one_of(st.none(), st.floats(0.01, 1.0)))
+    g = generate(model, prompt, length, steps, strategy=strategy, threshold=threshold, seed=1)
+    assert g.ids[: len(prompt)].tolist() == list(prompt)  # prompt untouched
+    assert not (g.ids == MASK_ID).any()  # every mask filled
+    assert len(g.ids) == len(prompt) + length
+    if threshold is None:
+        assert g.nfe == steps
+    else:
+        assert 1 <= g.nfe <= steps
+    check_trace(g, strategy)
+
+
+def test_even_split_schedule(model):
+    g = generate(model, "ab", 10, 4, seed=0)
+    assert [int(s.revealed.sum()) for s in g.trace[1:]] == [3, 3, 2, 2]
+
+
+def test_blocks_go_left_to_right(model):
+    g = generate(model, "ab", 12, 6, block_length=4, seed=0)
+    first_reveal = {}
+    for i, s in enumerate(g.trace[1:], 1):
+        for p in s.revealed.nonzero().flatten().tolist():
+            first_reveal[p] = i
+    blocks = [[first_reveal[p] for p in range(2 + 4 * b, 6 + 4 * b)] for b in range(3)]
+    assert max(blocks[0]) < min(blocks[1]) and max(blocks[1]) < min(blocks[2])
+    assert g.nfe == 6
+
+
+def test_low_confidence_reveals_the_most_confident(model):
+    g = generate(model, "ab", 8, 4, seed=0)
+    s = g.trace[1]
+    conf = s.confidence.float()
+    chosen = conf[s.revealed]
+    others = conf[(~s.revealed) & ~torch.isnan(conf)]
+    assert chosen.min() >= others.max()
+
+
+def test_same_seed_same_output(model):
+    a = generate(model, "x", 16, 8, temperature=1.0, seed=7)
+    b = generate(model, "x", 16, 8, temperature=1.0, seed=7)
+    c = generate(model, "x", 16, 8, temperature=1.0, seed=8)
+    assert torch.equal(a.ids, b.ids)
+    assert not torch.equal(a.ids, c.ids)
+
+
+def test_threshold_one_at_least_one_per_step(model):
+    g = generate(model, "x", 8, 8, threshold=1.0, seed=0)
+    assert g.nfe == 8  # nobody is that confident: one per step
+
+
+def test_threshold_reduces_nfe_on_a_confident_model():
+    class Confident(torch.nn.Module):  # always sure the byte is 'a'
+        config = tiny_config()
+
+        def __init__(self):
+            super().__init__()
+            self.p = torch.nn.Parameter(torch.zeros(1))
+
+        def forward(self, ids, attention_mask=None):
+            out = torch.full((*ids.shape, 259), -20.0)
+            out[..., 97] = 20.0
+            return out
+
+    g = generate(Confident(), "x", 32, 32, threshold=0.9, seed=0)
+    assert g.nfe == 1 and g.text == "a" * 32
+
+
+def test_batch_of_prompts_of_different_lengths(model):
+    gens = generate(model, ["a", "hello there"], 8, 4, seed=0)
+    assert [len(g.ids) for g in gens] == [9, 19]
+    single = generate(model, "hello there", 8, 4, seed=0)
+    torch.testing.assert_close(gens[1].ids, single.ids)
+    for g in gens:
+        check_trace(g, "low_confidence")
+
+
+def test_infill_fills_holes_only(model):
+    text = "ab" + MASK_GLYPH * 3 + "cd" + MASK_GLYPH
+    g = infill(model, text, seed=0)
+    assert g.nfe == 4 and MASK_GLYPH not in g.text
+    raw = g.ids.tolist()
+    assert raw[:2] == [97, 98] and raw[5:7] == [99, 100] and len(raw) == 8
+    check_trace(g, "low_confidence")
+    spans = infill(model, "abcdef", spans=[(1, 3)], seed=0)
+    assert spans.ids[0] == 97 and spans.ids[3:].tolist() == [100, 101, 102]
+
+
+def test_generate_ar(ar_model):
+    g = generate_ar(ar_model, "ab", 6, seed=0)
+    assert g.nfe == 6 and len(g.ids) == 8 and g.ids[:2].tolist() == [97, 98]
+    check_trace(g, "ar")
+    # Greedy AR equals argmax of the model step by step.
+    ids = torch.tensor([[97, 98]])
+    for _ in range(6):
+        nxt = ar_model(ids)[0, -1, :256].argmax()
+        ids = torch.cat([ids, nxt.view(1, 1)], 1)
+    assert torch.equal(ids[0], g.ids)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(length=0, steps=1), "length"),
+        (dict(length=8, steps=0), "steps"),
+        (dict(length=8, steps=9), "more than"),
+        (dict(length=8, steps=4, block_length=3), "divide"),
+        (dict(length=8, steps=3, block_length=4), "multiple"),
+        (dict(length=8, steps=4, strategy="top"), "strategy"),
+        (dict(length=8, steps=4, threshold=0.0), "threshold"),
+        (dict(length=8, steps=4, threshold=1.5), "threshold"),
+        (dict(length=60, steps=4), "context"),
+    ],
+)
+def test_bad_input(model, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        generate(model, "hello", **kwargs)
+
+
+def test_wrong_kind_of_model(model, ar_model):
+    with pytest.raises(ValueError, match="generate_ar"):
+        generate(ar_model, "a", 4, 4)
+    with pytest.raises(ValueError, match="generate or infill"):
+        generate_ar(model, "a", 4)
+    with pytest.raises(ValueError, match="nothing to fill"):
+        infill(model, "no holes here")
+
+
+def test_trace_is_compact(model):
+    g = generate(model, "ab", 16, 8, seed=0)
+    s = g.trace[1]
+    assert (
+        s.ids.dtype == torch.int16
+        and s.confidence.dtype == torch.float16
+        and s.revealed.dtype == torch.bool
+    )
+
+
+def test_callback_sees_every_step(model):
+    seen = []
+    generate(model, "ab", 8, 4, seed=0, callback=lambda i, s: seen.append((i, s.text())))
+    assert [i for i, _ in seen] == [1, 2, 3, 4]
+    assert seen[0][1].count(MASK_GLYPH) == 6 and MASK_GLYPH not in seen[-1][1]
