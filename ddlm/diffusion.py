@@ -261,3 +261,20 @@ def ar_bits_per_byte(
         total += F.cross_entropy(logits.transpose(1, 2), x0[:, 1:], reduction="sum").item()
         count += x0[:, 1:].numel()
     return BitsPerByte(total / count / math.log(2), 0.0, count, 1, "exact-ar")
+
+
+@torch.no_grad()
+def continuation_bits_per_byte(
+    ar_model: Callable[..., torch.Tensor], prompt: torch.Tensor, continuation: torch.Tensor
+) -> float:
+    """Bits per byte that a causal model assigns to `continuation` given `prompt` (1-D ids).
+
+    Used to judge samples: lower means the continuation reads more like the corpus to an
+    independent autoregressive model.
+    """
+    if len(prompt) == 0 or len(continuation) == 0:
+        raise ValueError("prompt and continuation must both be non-empty")
+    ids = torch.cat([prompt, continuation]).long()[None]
+    device = next(ar_model.parameters()).device
+    logits = ar_model(ids[:, :-1].to(device)).float().cpu()[0, len(prompt) - 1 :]
+    return F.cross_entropy(logits, continuation.long(), reduction="mean").item() / math.log(2)

@@ -1,0 +1,125 @@
+"""Training throughput and model-FLOPs utilization (MFU), measured side by side in one run.
+
+    python bench/train_throughput.py                     # tiny and seed, fp32 and bf16, eager
+    python bench/train_throughput.py --compile           # also torch.compile
+    python bench/train_throughput.py --presets tiny --steps 10
+
+MFU = flops_per_token() * tokens/s / peak, where the peak is a 2048x2048 matmul measured in
+this same run in the same precision (fp32, and under bf16 autocast). The step timed is a full
+training step: masking, forward, diffusion loss, backward, AdamW.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from ddlm.diffusion import diffusion_loss  # noqa: E402
+from ddlm.model import DiffusionLM, ModelConfig  # noqa: E402
+from ddlm.precision import autocast  # noqa: E402
+
+SHAPES = {"tiny": (16, 256), "seed": (8, 768), "small": (8, 512)}  # (batch, context)
+
+
+def matmul_peak(dtype: torch.dtype | None, n: int = 2048, repeats: int = 10) -> float:
+    """FLOP/s of an n x n x n matmul, fp32 or under autocast(dtype); best of `repeats`."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    dev = torch.device("cpu")
+    times = []
+    for _ in range(repeats + 2):
+        t0 = time.perf_counter()
+        with autocast(dev, dtype):
+            (a @ b).sum().item()
+        times.append(time.perf_counter() - t0)
+    return 2 * n**3 / min(times[2:])
+
+
+def measure(preset: str, dtype, compiled: bool, steps: int) -> dict:
+    torch.manual_seed(0)
+    batch, ctx = SHAPES[preset]
+    model = DiffusionLM(ModelConfig.preset(preset))
+    net = torch.compile(model) if compiled else model
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    x0 = torch.randint(0, 256, (batch, ctx))
+    dev = torch.device("cpu")
+    times = []
+    for _ in range(steps + 2):  # two warm-up steps (compilation happens there)
+        t0 = time.perf_counter()
+        with autocast(dev, dtype):
+            loss = diffusion_loss(net, x0)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        times.append(time.perf_counter() - t0)
+    step = statistics.median(times[2:])
+    tok_s = batch * ctx / step
+    return {"tok_s": tok_s, "flops": model.flops_per_token(ctx) * tok_s, "step_s": step}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--presets", default="tiny,seed")
+    p.add_argument("--steps", type=int, default=4, help="timed steps per configuration")
+    p.add_argument("--compile", action="store_true", help="also measure torch.compile")
+    args = p.parse_args()
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} cores, {cpu}"
+    )
+    peaks = {"fp32": matmul_peak(None), "bf16": matmul_peak(torch.bfloat16)}
+    print(
+        f"matmul peak 2048^3: fp32 {peaks['fp32'] / 1e9:.0f} GFLOP/s, bf16 {peaks['bf16'] / 1e9:.0f} GFLOP/s"
+    )
+    print()
+    header = f"{'preset':<6} {'B x T':>8} {'precision':>9} {'mode':>8} {'tokens/s':>10} {'GFLOP/s':>9} {'MFU':>6}"
+    print(header)
+    print("-" * len(header))
+    results = {}
+    modes = [False, True] if args.compile else [False]
+    for preset in args.presets.split(","):
+        for prec, dtype in (("fp32", None), ("bf16", torch.bfloat16)):
+            for compiled in modes:
+                r = measure(preset, dtype, compiled, args.steps)
+                mfu = r["flops"] / peaks[prec]
+                results[(preset, prec, compiled)] = {**r, "mfu": mfu}
+                b, t = SHAPES[preset]
+                mode = "compiled" if compiled else "eager"
+                print(
+                    f"{preset:<6} {f'{b}x{t}':>8} {prec:>9} {mode:>8} {r['tok_s']:>10.0f} "
+                    f"{r['flops'] / 1e9:>9.1f} {mfu:>6.2f}"
+                )
+    print()
+    for preset in args.presets.split(","):
+        fp32, bf16 = results[(preset, "fp32", False)], results[(preset, "bf16", False)]
+        print(f"{preset}: bf16/fp32 tokens/s ratio {bf16['tok_s'] / fp32['tok_s']:.2f}")
+        if args.compile:
+            c = results[(preset, "fp32", True)]
+            print(f"{preset}: compiled/eager fp32 tokens/s ratio {c['tok_s'] / fp32['tok_s']:.2f}")
+    if "seed" in args.presets.split(","):
+        f32 = results[("seed", "fp32", False)]["mfu"]
+        b16 = results[("seed", "bf16", False)]["mfu"]
+        print(f"target seed fp32 MFU >= 0.8: {f32:.2f} {'met' if f32 >= 0.8 else 'not met'}")
+        print(f"target seed bf16 MFU >= 0.7: {b16:.2f} {'met' if b16 >= 0.7 else 'not met'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,163 @@
+"""ipywidgets for the notebooks: each a pure render function plus a builder that returns a widget.
+
+* `masking_explorer(text)`: a slider over the masking rate t (and a seed) shows the forward
+  process on a real sentence.
+* `denoising_player(generation)`: a slider over steps (with a play button) replays a recorded
+  `Generation.trace`: masks, bytes revealed at that step, and a confidence heatmap.
+* `sampler_panel(model)`: prompt, length, steps, strategy, temperature and threshold, a
+  Generate button, and a player for the result.
+
+Builders never display anything; the notebook shows the returned widget on its last line.
+Tests build them, set `slider.value`, and compare the widget's HTML with the render function.
+Callbacks that fail show the error in the widget *and* raise, so tests cannot miss it.
+"""
+
+from __future__ import annotations
+
+import html
+
+import ipywidgets as W
+import torch
+
+from .diffusion import mask_tokens
+from .sampling import STRATEGIES, Generation, generate
+from .tokenizer import MASK_ID, ByteTokenizer
+from .viz import confidence_strip_html, sequence_html
+
+_tok = ByteTokenizer()
+
+
+# ---- the forward process -------------------------------------------------------------
+
+
+def render_masking(text: str, t: float, seed: int = 0) -> tuple[str, float]:
+    """HTML of `text` with each byte masked with probability t, and the fraction masked."""
+    x0 = _tok.encode(text)[None]
+    xt, masked = mask_tokens(x0, t, torch.Generator().manual_seed(seed))
+    frac = masked.float().mean().item() if masked.numel() else 0.0
+    caption = (
+        f"<b>t = {t:.2f}</b>: {int(masked.sum())} of {masked.numel()} bytes masked ({frac:.0%})"
+    )
+    return f"<div>{caption}</div>" + sequence_html(xt[0]), frac
+
+
+def masking_explorer(text: str, t: float = 0.3, seed: int = 0) -> W.VBox:
+    """A slider over t and a seed box, showing `text` under the forward process."""
+    slider = W.FloatSlider(
+        value=t, min=0.0, max=1.0, step=0.01, description="t", continuous_update=True
+    )
+    seed_box = W.IntText(value=seed, description="seed", layout=W.Layout(width="160px"))
+    out = W.HTML()
+
+    def redraw(_=None):
+        out.value = render_masking(text, slider.value, seed_box.value)[0]
+
+    slider.observe(redraw, names="value")
+    seed_box.observe(redraw, names="value")
+    redraw()
+    box = W.VBox([W.HBox([slider, seed_box]), out])
+    box.slider, box.seed, box.output = slider, seed_box, out
+    return box
+
+
+# ---- the reverse process -------------------------------------------------------------
+
+
+def render_step(generation: Generation, step: int, show_prompt: bool = True) -> str:
+    """HTML for state `step` of a recorded generation (0 = the all-MASK start)."""
+    if not 0 <= step < len(generation.trace):
+        raise ValueError(f"step must be in 0..{len(generation.trace) - 1}, got {step}")
+    s = generation.trace[step]
+    masked = int((s.ids == MASK_ID).sum())
+    new = int(s.revealed.sum())
+    caption = (
+        f"<b>step {step} / {len(generation.trace) - 1}</b>: {masked} masked, "
+        f"{new} revealed at this step"
+    )
+    start = 0 if show_prompt or generation.prompt_length < 0 else generation.prompt_length
+    body = sequence_html(s.ids.long(), s.revealed, s.confidence, start=start)
+    strip = confidence_strip_html(s.confidence, s.revealed)
+    return f"<div>{caption}</div>{body}<div style='margin-top:4px'>confidence</div>{strip}"
+
+
+def denoising_player(
+    generation: Generation, step: int | None = None, interval_ms: int = 150
+) -> W.VBox:
+    """A play button and a slider replaying `generation.trace` (never re-runs the model)."""
+    last = len(generation.trace) - 1
+    slider = W.IntSlider(value=last if step is None else step, min=0, max=last, description="step")
+    play = W.Play(value=slider.value, min=0, max=last, interval=interval_ms, description="play")
+    W.jslink((play, "value"), (slider, "value"))
+    out = W.HTML()
+
+    def redraw(_=None):
+        out.value = render_step(generation, slider.value)
+
+    slider.observe(redraw, names="value")
+    redraw()
+    box = W.VBox([W.HBox([play, slider]), out])
+    box.slider, box.play, box.output, box.generation = slider, play, out, generation
+    return box
+
+
+def sampler_panel(model, prompt: str = "The ", length: int = 64, steps: int = 32) -> W.VBox:
+    """Controls for `generate` and a player for the result. `panel.generate()` runs it."""
+    prompt_box = W.Textarea(value=prompt, description="prompt", layout=W.Layout(width="95%"))
+    length_s = W.IntSlider(value=length, min=8, max=256, step=8, description="length")
+    steps_s = W.IntSlider(value=steps, min=1, max=256, description="steps")
+    strategy = W.Dropdown(options=list(STRATEGIES), value="low_confidence", description="strategy")
+    block = W.IntText(value=0, description="block (0=off)", layout=W.Layout(width="200px"))
+    temperature = W.FloatSlider(value=0.0, min=0.0, max=2.0, step=0.05, description="temperature")
+    use_threshold = W.Checkbox(value=False, description="threshold decoding")
+    threshold = W.FloatSlider(value=0.9, min=0.05, max=1.0, step=0.05, description="tau")
+    seed = W.IntText(value=0, description="seed", layout=W.Layout(width="160px"))
+    button = W.Button(description="Generate", button_style="primary")
+    status = W.HTML()
+    result = W.VBox()
+
+    def on_generate(_=None) -> Generation:
+        status.value = "generating..."
+        try:
+            n = length_s.value
+            g = generate(
+                model,
+                prompt_box.value,
+                n,
+                min(steps_s.value, n),
+                strategy=strategy.value,
+                block_length=block.value or None,
+                temperature=temperature.value,
+                threshold=threshold.value if use_threshold.value else None,
+                seed=seed.value,
+            )
+        except Exception as e:  # show it in the panel, then let it propagate
+            status.value = f"<span style='color:#b00'>error: {html.escape(str(e))}</span>"
+            raise
+        status.value = f"{g.nfe} network evaluations"
+        player = denoising_player(g)
+        result.children = (player,)
+        box.player, box.last = player, g
+        return g
+
+    button.on_click(on_generate)
+    controls = W.VBox(
+        [
+            prompt_box,
+            W.HBox([length_s, steps_s]),
+            W.HBox([strategy, block]),
+            W.HBox([temperature, seed]),
+            W.HBox([use_threshold, threshold]),
+            W.HBox([button, status]),
+        ]
+    )
+    box = W.VBox([controls, result])
+    box.prompt, box.length, box.steps, box.strategy = prompt_box, length_s, steps_s, strategy
+    box.block, box.temperature, box.use_threshold, box.threshold = (
+        block,
+        temperature,
+        use_threshold,
+        threshold,
+    )
+    box.seed, box.button, box.status, box.result = seed, button, status, result
+    box.generate, box.player, box.last = on_generate, None, None
+    return box

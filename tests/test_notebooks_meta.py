@@ -1,0 +1,34 @@
+"""The committed notebooks are executed, clean, and check their facts (nbval runs them)."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+NOTEBOOKS = sorted(
+    (Path(__file__).resolve().parent.parent / "notebooks").glob("[0-9][0-9]_*.ipynb")
+)
+
+
+def test_series_is_numbered_in_order():
+    numbers = [int(p.name[:2]) for p in NOTEBOOKS]
+    assert numbers == list(range(len(numbers))) and len(numbers) >= 1
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_is_executed_and_clean(path):
+    nb = json.loads(path.read_text())
+    assert "widgets" not in nb["metadata"], "saved widget state: run notebooks/run_all.py"
+    assert nb["metadata"]["kernelspec"]["name"] == "python3"
+    code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+    counts = [c["execution_count"] for c in code]
+    assert all(counts), "cells without outputs: re-execute with notebooks/run_all.py"
+    assert counts == list(range(1, len(code) + 1)), "executed out of order"
+    checked = [c for c in code if "# NBVAL_CHECK_OUTPUT" in "".join(c["source"])]
+    if path.name[:2] != "09":
+        assert len(checked) >= 2, "deterministic facts should carry NBVAL_CHECK_OUTPUT"
+    for c in checked:
+        assert c["outputs"], "a checked cell must have a stored output to compare with"
+    errors = [o for c in code for o in c["outputs"] if o["output_type"] == "error"]
+    assert not errors
+    assert any("assert" in "".join(c["source"]) for c in code), "sections end in assertions"
