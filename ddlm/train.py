@@ -304,10 +304,10 @@ class Trainer:
                     window_tokens, window_start, window_loss, window_n = 0, now, 0.0, 0
                 if (cfg.eval_every and self.step % cfg.eval_every == 0) or self.step == cfg.steps:
                     record = {**(record or {"step": self.step}), "val_loss": self.evaluate()}
-                    bar.write(f"step {self.step}: val_loss {record['val_loss']:.4f}")
+                    self._say(bar, f"step {self.step}: val_loss {record['val_loss']:.4f}")
                 if cfg.sample_every and self.step % cfg.sample_every == 0 and self.is_main:
                     record = {**(record or {"step": self.step}), "sample": self.sample()}
-                    bar.write(f"step {self.step} sample: {record['sample']!r}")
+                    self._say(bar, f"step {self.step} sample: {record['sample']!r}")
                 if record is not None:
                     self._emit(record)
                     last = record
@@ -404,6 +404,10 @@ class Trainer:
             self.skipped_steps += 1
         self.optimizer.zero_grad(set_to_none=True)
         return total
+
+    def _say(self, bar, message: str) -> None:
+        if self.progress and self.is_main:
+            bar.write(message)
 
     def _emit(self, record: dict) -> None:
         if self.is_main:

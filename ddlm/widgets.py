@@ -6,6 +6,7 @@
   `Generation.trace`: masks, bytes revealed at that step, and a confidence heatmap.
 * `sampler_panel(model)`: prompt, length, steps, strategy, temperature and threshold, a
   Generate button, and a player for the result.
+* `loss_plot()`: an image of the loss curve that redraws as a Trainer reports metrics.
 
 Builders never display anything; the notebook shows the returned widget on its last line.
 Tests build them, set `slider.value`, and compare the widget's HTML with the render function.
@@ -161,3 +162,39 @@ def sampler_panel(model, prompt: str = "The ", length: int = 64, steps: int = 32
     box.seed, box.button, box.status, box.result = seed, button, status, result
     box.generate, box.player, box.last = on_generate, None, None
     return box
+
+
+# ---- training ------------------------------------------------------------------------
+
+
+def render_loss_png(records: list[dict]) -> bytes:
+    """The loss curve of `records` (Trainer metric dicts) as PNG bytes."""
+    import io
+
+    from matplotlib.figure import Figure  # no pyplot: no global backend state
+
+    from .viz import plot_losses
+
+    fig = Figure(figsize=(6, 3), dpi=80)
+    plot_losses(records, ax=fig.subplots())
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()
+
+
+def loss_plot() -> W.Image:
+    """An image widget with a `callback(record)` to pass to `Trainer(callbacks=[...])`.
+
+    Each metric record is kept in `widget.records` and the curve is redrawn.
+    """
+    img = W.Image(format="png", layout=W.Layout(width="480px"))
+    img.records = []
+
+    def callback(record: dict) -> None:
+        img.records.append(record)
+        if any("loss" in r for r in img.records):
+            img.value = render_loss_png(img.records)
+
+    img.callback = callback
+    return img

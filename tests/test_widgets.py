@@ -82,3 +82,15 @@ def test_sampler_panel_errors_raise_and_show(model):
 def test_sequence_html_escapes():
     out = sequence_html(ddlm.ByteTokenizer().encode("<b>&"))
     assert "&lt;b&gt;&amp;" in out
+
+
+def test_loss_plot_redraws_on_each_record():
+    from ddlm.widgets import loss_plot
+
+    w = loss_plot()
+    assert w.value == b""
+    w.callback({"step": 1, "loss": 5.0})
+    first = w.value
+    assert first[:8] == b"\x89PNG\r\n\x1a\n"
+    w.callback({"step": 2, "loss": 4.0, "val_loss": 4.5})
+    assert w.value != first and len(w.records) == 2
