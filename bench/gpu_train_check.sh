@@ -12,6 +12,7 @@ OUT=${OUT:-gpu-out}
 RUNS=${RUNS:-/tmp/ddlm-gpu-runs}
 REP="$RUNS/report"
 DIFF_SECONDS=${DIFF_SECONDS:-200}
+RANDOM_LENGTH=${RANDOM_LENGTH:-0.0}  # e.g. 0.05: train on some short windows too
 AR_SECONDS=${AR_SECONDS:-110}
 mkdir -p "$OUT" "$RUNS" "$REP"
 py=python3
@@ -36,7 +37,7 @@ echo "tiny: $tok_s tokens/s -> $diff_steps diffusion steps, $ar_steps AR steps" 
 
 recipe="--preset tiny --batch-size 64 --seq-len 1024 --amp bf16 --lr 2e-3 --warmup-steps 200 --ckpt-every 500"
 echo "== tiny diffusion"
-( set -x; $py -m ddlm train $common $recipe --steps $diff_steps --eval-every 500 \
+( set -x; $py -m ddlm train $common $recipe --steps $diff_steps --eval-every 500 --random-length-frac $RANDOM_LENGTH \
     --out "$RUNS/tiny" 2>/dev/null ) 2>&1 | tee "$REP/tiny-train.log"
 echo "== tiny AR"
 ( set -x; $py -m ddlm train $common $recipe --arch ar --dropout 0.1 --steps $ar_steps --eval-every 500 \

@@ -27,10 +27,19 @@ and optionally queries through a latent of their own (q_latent_dim). Two RoPE mo
 Both are bidirectional by default (a mask predictor sees the whole sequence); `causal=True`
 gives the autoregressive baseline. The kernel is `F.scaled_dot_product_attention`.
 
+Prefix cache (used by the sampler, `generate(..., cache="prefix")`): with a `LayerCache` in
+"record" mode a full forward pass stores what the layer needs from the first `prefix_len`
+positions; in "use" mode the input holds only the positions after the prefix, and the stored
+prefix stands in for the rest. MHA stores rotated keys and values (2 * H * d_h numbers per token);
+MLA stores only its latent c_kv (plus the shared rotary key k_R when decoupled) and decompresses
+keys and values from it at each use, which is where its small cache pays off.
+
 Shapes: x (B, T, dim) -> (B, T, dim); attention_mask (B, T) bool, True on real tokens.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -65,6 +74,24 @@ def build_attention_mask(
     return mask | ~mask.any(-1, keepdim=True)
 
 
+@dataclass
+class LayerCache:
+    """One layer's share of a prefix cache (see the module docstring)."""
+
+    prefix_len: int  # number of cached positions at the start of the sequence
+    mode: str = "record"  # "record": store the prefix; "use": read it
+    state: tuple[torch.Tensor, ...] = field(default_factory=tuple)  # what the layer stored
+
+    def numel_per_token(self) -> int:
+        """Numbers stored per cached token (per sequence in the batch)."""
+        return sum(t.shape[-1] * (t.shape[1] if t.dim() == 4 else 1) for t in self.state)
+
+
+def _check_cache(cache: LayerCache | None, attention_mask) -> None:
+    if cache is not None and attention_mask is not None:
+        raise ValueError("the prefix cache does not support padding; use prompts of equal length")
+
+
 class _AttentionBase(nn.Module):
     """What both attention variants share: the mask handling and the SDPA call."""
 
@@ -83,6 +110,11 @@ class _AttentionBase(nn.Module):
         return attention_mask
 
     def _attend(self, q, k, v, mask):  # (B, H, T, *) each -> (B, T, H * d_v)
+        T, S = q.shape[-2], k.shape[-2]
+        if self.causal and mask is None and S != T:
+            # Queries are the last T of S positions (a cached prefix precedes them): query i
+            # may see keys 0..S-T+i. SDPA's is_causal would align them top-left instead.
+            mask = torch.ones(T, S, dtype=torch.bool, device=q.device).tril(diagonal=S - T)
         y = F.scaled_dot_product_attention(
             q,
             k,
@@ -114,12 +146,25 @@ class MultiHeadAttention(_AttentionBase):
         self.out = nn.Linear(dim, dim, bias=False)
         self.rotary = RotaryEmbedding(self.rope_dim, max_seq_len, rope_theta)
 
-    def forward(self, x: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        cache: LayerCache | None = None,
+    ) -> torch.Tensor:
         B, T, _ = x.shape
         H, hd = self.n_heads, self.head_dim
+        _check_cache(cache, attention_mask)
+        offset = cache.prefix_len if cache is not None and cache.mode == "use" else 0
         q, k, v = self.qkv(x).view(B, T, 3, H, hd).permute(2, 0, 3, 1, 4)  # each (B, H, T, hd)
-        cos, sin = self.rotary(T, x.device, q.dtype)
+        cos, sin = self.rotary(T, x.device, q.dtype, offset=offset)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        if cache is not None:
+            if cache.mode == "record":
+                cache.state = (k[:, :, : cache.prefix_len], v[:, :, : cache.prefix_len])
+            else:
+                k = torch.cat((cache.state[0], k), dim=2)  # (B, H, P + T, hd)
+                v = torch.cat((cache.state[1], v), dim=2)
         return self.out(self._attend(q, k, v, self._mask(attention_mask, T)))
 
     def kv_cache_elements_per_token(self) -> int:
@@ -172,21 +217,38 @@ class LatentAttention(_AttentionBase):
             return self.wq_up(self.q_norm(self.wq_down(x)))
         return self.wq(x)
 
-    def forward(self, x: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        cache: LayerCache | None = None,
+    ) -> torch.Tensor:
         B, T, _ = x.shape
         H, hd = self.n_heads, self.head_dim
+        _check_cache(cache, attention_mask)
+        use = cache is not None and cache.mode == "use"
+        P = cache.prefix_len if use else 0  # position of x's first token
         q = self._queries(x).view(B, T, H, hd + self.q_rope_dim).transpose(1, 2)  # (B, H, T, hd+r)
         down = self.wkv_down(x)  # (B, T, kv_latent_dim [+ r])
         c_kv = self.kv_norm(down[..., : self.kv_latent_dim])  # (B, T, kv_latent_dim): the cache
-        k, v = self.wkv_up(c_kv).view(B, T, H, 2 * hd).transpose(1, 2).split(hd, dim=-1)
-        cos, sin = self.rotary(T, x.device, q.dtype)
+        k_r = down[..., self.kv_latent_dim :].unsqueeze(1)  # (B, 1, T, r): shared by heads
+        cos, sin = self.rotary(T, x.device, q.dtype, offset=P)
+        if self.k_rope_dim:
+            k_r = apply_rope(k_r, cos, sin)
+        if cache is not None and cache.mode == "record":
+            cache.state = (c_kv[:, : cache.prefix_len], k_r[:, :, : cache.prefix_len])
+        if use:  # keys and values of the prefix are decompressed from its cached latent
+            c_kv = torch.cat((cache.state[0], c_kv), dim=1)  # (B, P + T, kv_latent_dim)
+            k_r = torch.cat((cache.state[1], k_r), dim=2)
+        S = c_kv.shape[1]  # key positions
+        k, v = self.wkv_up(c_kv).view(B, S, H, 2 * hd).transpose(1, 2).split(hd, dim=-1)
         if self.rope == "full":
-            q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+            cos_k, sin_k = self.rotary(S, x.device, q.dtype) if use else (cos, sin)
+            q, k = apply_rope(q, cos, sin), apply_rope(k, cos_k, sin_k)
         else:
             q_c, q_r = q.split((hd, self.q_rope_dim), dim=-1)
-            k_r = down[..., self.kv_latent_dim :].unsqueeze(1)  # (B, 1, T, r): shared by heads
             q = torch.cat((q_c, apply_rope(q_r, cos, sin)), dim=-1)
-            k = torch.cat((k, apply_rope(k_r, cos, sin).expand(B, H, T, self.rope_dim)), dim=-1)
+            k = torch.cat((k, k_r.expand(B, H, S, self.rope_dim)), dim=-1)
         # SDPA's default scale 1/sqrt(q.shape[-1]) is the full q/k width, hd + r when decoupled.
         return self.out(self._attend(q, k, v, self._mask(attention_mask, T)))
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .attention import LatentAttention, MultiHeadAttention, build_attention_mask
+from .attention import LatentAttention, LayerCache, MultiHeadAttention, build_attention_mask
 from .ffn import ACTIVATIONS, GatedFFN, ffn_hidden_size
 from .norm import RMSNorm
 from .tokenizer import VOCAB_SIZE
@@ -157,8 +157,10 @@ class Block(nn.Module):
         self.ffn_norm = RMSNorm(cfg.dim, cfg.norm_eps)
         self.ffn = GatedFFN(cfg.dim, cfg.hidden, cfg.ffn_activation, cfg.dropout)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        x = x + self.attn(self.attn_norm(x), mask)
+    def forward(
+        self, x: torch.Tensor, mask: torch.Tensor | None = None, cache: LayerCache | None = None
+    ) -> torch.Tensor:
+        x = x + self.attn(self.attn_norm(x), mask, cache)
         return x + self.ffn(self.ffn_norm(x))
 
 
@@ -186,21 +188,39 @@ class DiffusionLM(nn.Module):
             nn.init.normal_(module.weight, mean=0.0, std=0.02)
 
     def forward(
-        self, ids: torch.Tensor, attention_mask: torch.Tensor | None = None
+        self,
+        ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        cache: list[LayerCache] | None = None,
     ) -> torch.Tensor:
-        """ids (B, T) int64, attention_mask (B, T) bool or None -> logits (B, T, vocab) float32."""
+        """ids (B, T) int64, attention_mask (B, T) bool or None -> logits (B, T, vocab) float32.
+
+        `cache` (from `new_cache`) is an optional prefix cache: in "record" mode the full
+        sequence is processed and the prefix stored; in "use" mode `ids` holds only the
+        positions after the prefix, and logits are returned for those positions.
+        """
         if ids.dim() != 2:
             raise ValueError(f"ids must be (B, T), got shape {tuple(ids.shape)}")
         T = ids.shape[1]
-        if T > self.config.max_seq_len:
+        start = cache[0].prefix_len if cache is not None and cache[0].mode == "use" else 0
+        if start + T > self.config.max_seq_len:
             raise ValueError(
-                f"sequence length {T} exceeds the model's max_seq_len={self.config.max_seq_len}"
+                f"sequence length {start + T} exceeds the model's "
+                f"max_seq_len={self.config.max_seq_len}"
             )
         mask = build_attention_mask(attention_mask, self.config.causal, T)  # once for all layers
         x = self.drop(self.embed(ids))  # (B, T, dim)
-        for block in self.blocks:
-            x = block(x, mask)
+        for i, block in enumerate(self.blocks):
+            x = block(x, mask, cache[i] if cache is not None else None)
         return self.head(self.norm(x)).float()  # (B, T, vocab), float32 even under autocast
+
+    def new_cache(self, prefix_len: int) -> list[LayerCache]:
+        """An empty prefix cache (one LayerCache per block) in "record" mode."""
+        if not 0 < prefix_len <= self.config.max_seq_len:
+            raise ValueError(
+                f"prefix_len must be in 1..{self.config.max_seq_len}, got {prefix_len}"
+            )
+        return [LayerCache(prefix_len) for _ in self.blocks]
 
     # ---- counting -------------------------------------------------------------------
 

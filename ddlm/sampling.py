@@ -136,6 +136,8 @@ def _denoise(
     threshold: float | None,
     seed: int | None,
     callback: Callable[[int, TraceStep], None] | None = None,
+    cache: str | None = None,
+    cache_refresh: int | None = None,
 ) -> tuple[torch.Tensor, list[list[TraceStep]], list[int]]:
     """The shared reverse-process loop. ids (B, T) with MASK at `fill` positions."""
     B, T = ids.shape
@@ -167,6 +169,7 @@ def _denoise(
     nfe = [0] * B
     block = torch.zeros(B, dtype=torch.long, device=device)  # current block per row
     used = torch.zeros(B, dtype=torch.long, device=device)  # steps used inside current block
+    prefix = _PrefixCache(model, cache_refresh) if cache is not None else None
     was_training = model.training
     model.eval()
     try:
@@ -183,7 +186,11 @@ def _denoise(
             live = masked.any(1)  # rows with work left
             if not bool(live.any()):
                 break
-            pred, conf = _pick_next(model(ids, attention_mask), temperature, gen)
+            if cache is None:
+                logits = model(ids, attention_mask)
+            else:
+                logits = prefix.logits(ids, block, block_of, fill)
+            pred, conf = _pick_next(logits, temperature, gen)
             m = active.sum(1)
             left = (steps_per_block - used).clamp_min(1)
             k = torch.div(m + left - 1, left, rounding_mode="floor")  # ceil(m / left)
@@ -215,6 +222,40 @@ def _denoise(
     return ids.cpu(), traces, nfe
 
 
+class _PrefixCache:
+    """Fast-dLLM's prefix cache for one sequence (arXiv 2505.22618, "prefix KV cache").
+
+    Everything before the current block (the prompt and finished blocks) is the prefix. At the
+    first step of a block, or every `refresh` steps, the whole sequence runs and each layer
+    stores what it needs of the prefix (`DiffusionLM.new_cache`); the other steps run only the
+    current and later positions. In a bidirectional model the prefix's keys and values would
+    change as the block fills in, so this is an approximation; refresh=1 makes it exact.
+    """
+
+    def __init__(self, model, refresh: int | None):
+        self.model, self.refresh = model, refresh
+        self.layers, self.block, self.age = None, -1, 0
+
+    def logits(self, ids, block, block_of, fill) -> torch.Tensor:
+        b = int(block[0])
+        start = int((fill[0] & (block_of[0] == b)).nonzero()[0, 0])  # first position of the block
+        stale = (
+            self.layers is None or b != self.block or (self.refresh and self.age >= self.refresh)
+        )
+        if start == 0:  # nothing before the block: no prefix to cache
+            return self.model(ids)
+        if stale:
+            self.layers, self.block, self.age = self.model.new_cache(start), b, 1
+            return self.model(ids, cache=self.layers)
+        self.age += 1
+        for layer in self.layers:
+            layer.mode = "use"
+        suffix = self.model(ids[:, start:], cache=self.layers)  # (1, T - start, V)
+        full = torch.zeros(ids.shape[0], ids.shape[1], suffix.shape[-1], device=suffix.device)
+        full[:, start:] = suffix  # positions before `start` are never masked: ignored
+        return full
+
+
 def _validate(model, steps, strategy, threshold, temperature) -> None:
     _check_model(model, False, "generate")
     if strategy not in STRATEGIES:
@@ -238,12 +279,18 @@ def generate(
     threshold: float | None = None,
     seed: int | None = None,
     callback: Callable[[int, TraceStep], None] | None = None,
+    cache: str | None = None,
+    cache_refresh: int | None = None,
 ) -> Generation | list[Generation]:
     """Generate `length` bytes after `prompt` with the reverse process (see module docstring).
 
     `prompt` may be a list of prompts of different lengths: they are decoded together in
     one batch (right-padded) and a list of Generations is returned. `callback(step, state)`
     is called after every step with the first sequence's new TraceStep (for live display).
+
+    `cache="prefix"` reuses the prompt's (and finished blocks') keys and values within a block
+    (see `_PrefixCache`; one prompt at a time), refreshed at each block's first step, or every
+    `cache_refresh` steps.
     """
     _validate(model, steps, strategy, threshold, temperature)
     if not isinstance(length, int) or length <= 0:
@@ -258,6 +305,12 @@ def generate(
                 f"block_length={block_length} must be positive and divide length={length}"
             )
     prompts, single = _as_prompts(prompt)
+    if cache not in (None, "prefix"):
+        raise ValueError(f"cache must be None or 'prefix', got {cache!r}")
+    if cache is not None and len(prompts) > 1:
+        raise ValueError("cache='prefix' decodes one prompt at a time; pass a single prompt")
+    if cache_refresh is not None and cache_refresh < 1:
+        raise ValueError(f"cache_refresh must be a positive number of steps, got {cache_refresh}")
     T = max(len(p) for p in prompts) + length
     if T > model.config.max_seq_len:
         raise ValueError(
@@ -284,6 +337,8 @@ def generate(
         threshold,
         seed,
         callback,
+        cache,
+        cache_refresh,
     )
     gens = []
     for b, p in enumerate(prompts):

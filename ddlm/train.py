@@ -61,6 +61,7 @@ class TrainConfig:
     compile: bool = False  # wrap the model in torch.compile
     mask_eps: float = DEFAULT_MASK_EPS  # smallest masking rate t (diffusion loss)
     stratified_t: bool = True  # low-discrepancy draw of t across the batch (MDLM)
+    random_length_frac: float = 0.0  # fraction of batches cut to a random length (LLaDA uses 1%)
     val_fraction: float = 0.1  # last fraction of the corpus held out for validation
     eval_every: int = 100  # steps between validation losses (0 = never; always at the end)
     eval_batches: int = 8  # validation batches per evaluation
@@ -95,6 +96,8 @@ class TrainConfig:
             raise bad("device", f"accepted values are {DEVICES}")
         if not 0 <= self.mask_eps < 1:
             raise bad("mask_eps", "must be in [0, 1)")
+        if not 0 <= self.random_length_frac <= 1:
+            raise bad("random_length_frac", "must be in [0, 1]")
         if not 0 < self.val_fraction < 1:
             raise bad("val_fraction", "must be in (0, 1)")
 
@@ -365,7 +368,7 @@ class Trainer:
         self.net.train()
         total = 0.0
         for micro in range(cfg.grad_accum):
-            x0 = next(self.batcher).to(self.device, non_blocking=True)
+            x0 = self._maybe_shorten(next(self.batcher)).to(self.device, non_blocking=True)
             sync = micro == cfg.grad_accum - 1 or self.world == 1
             ctx = (
                 self.net.no_sync() if (not sync and hasattr(self.net, "no_sync")) else nullcontext()
@@ -404,6 +407,20 @@ class Trainer:
             self.skipped_steps += 1
         self.optimizer.zero_grad(set_to_none=True)
         return total
+
+    def _maybe_shorten(self, x0: torch.Tensor) -> torch.Tensor:
+        """With probability random_length_frac, cut the batch to a random length in 16..T.
+
+        A model trained only on full windows has never seen a short sequence; at sampling time
+        a short prompt plus answer is exactly that. LLaDA trains 1% of its data at random
+        lengths for this reason. The draw uses the masking generator, so resume stays exact.
+        """
+        frac = self.cfg.random_length_frac
+        if frac <= 0 or float(torch.rand(1, generator=self.mask_gen)) >= frac:
+            return x0
+        T = x0.shape[1]
+        length = int(torch.randint(min(16, T), T + 1, (1,), generator=self.mask_gen))
+        return x0[:, :length]
 
     def _say(self, bar, message: str) -> None:
         if self.progress and self.is_main:

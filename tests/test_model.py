@@ -146,3 +146,52 @@ def test_variants_train_one_step(over):
 
 def test_public_names():
     assert ddlm.ByteTokenizer and ddlm.ModelConfig and ddlm.DiffusionLM
+
+
+@pytest.mark.parametrize(
+    "over",
+    [
+        dict(),
+        dict(rope="decoupled"),
+        dict(rope="decoupled", q_latent_dim=16),
+        dict(attention="mha"),
+    ],
+)
+def test_prefix_cache_is_exact_for_a_causal_model(over):
+    model = ddlm.DiffusionLM(tiny_config(causal=True, **over)).eval()
+    ids = torch.randint(0, 256, (2, 20))
+    full = model(ids)
+    cache = model.new_cache(12)
+    torch.testing.assert_close(model(ids, cache=cache), full)  # recording changes nothing
+    for layer in cache:
+        layer.mode = "use"
+    torch.testing.assert_close(model(ids[:, 12:], cache=cache), full[:, 12:], atol=1e-5, rtol=1e-4)
+
+
+def test_prefix_cache_sizes_mla_vs_mha():
+    ids = torch.randint(0, 256, (1, 16))
+    sizes = {}
+    for name, over in {
+        "mha": dict(attention="mha"),
+        "mla": dict(),
+        "mla-dec": dict(rope="decoupled"),
+    }.items():
+        model = ddlm.DiffusionLM(tiny_config(**over)).eval()
+        cache = model.new_cache(8)
+        model(ids, cache=cache)
+        sizes[name] = sum(layer.numel_per_token() for layer in cache)
+        assert sizes[name] == model.kv_cache_elements_per_token()
+    assert sizes["mla"] < sizes["mla-dec"] < sizes["mha"]
+
+
+def test_cache_rejects_padding_and_bad_prefix():
+    model = ddlm.DiffusionLM(tiny_config()).eval()
+    cache = model.new_cache(4)
+    with pytest.raises(ValueError, match="padding"):
+        model(
+            torch.zeros(1, 8, dtype=torch.long),
+            torch.tensor([[True] * 6 + [False] * 2]),
+            cache=cache,
+        )
+    with pytest.raises(ValueError, match="prefix_len"):
+        model.new_cache(0)

@@ -189,3 +189,28 @@ def test_callback_sees_every_step(model):
     generate(model, "ab", 8, 4, seed=0, callback=lambda i, s: seen.append((i, s.text())))
     assert [i for i, _ in seen] == [1, 2, 3, 4]
     assert seen[0][1].count(MASK_GLYPH) == 6 and MASK_GLYPH not in seen[-1][1]
+
+
+def test_prefix_cache_refreshed_every_step_is_exact(model):
+    a = generate(model, "hello world", 16, 8, block_length=4, seed=0)
+    b = generate(
+        model, "hello world", 16, 8, block_length=4, seed=0, cache="prefix", cache_refresh=1
+    )
+    assert torch.equal(a.ids, b.ids)
+
+
+@pytest.mark.parametrize("kw", [dict(), dict(block_length=4), dict(block_length=4, threshold=0.2)])
+def test_prefix_cache_fills_everything(model, kw):
+    g = generate(model, "hello world", 16, 8, seed=0, cache="prefix", **kw)
+    assert not (g.ids == MASK_ID).any() and g.ids[:11].tolist() == list(b"hello world")
+    assert g.nfe <= 8
+    check_trace(g, "low_confidence")
+
+
+def test_prefix_cache_errors(model):
+    with pytest.raises(ValueError, match="cache"):
+        generate(model, "a", 4, 4, cache="full")
+    with pytest.raises(ValueError, match="one prompt"):
+        generate(model, ["a", "b"], 4, 4, cache="prefix")
+    with pytest.raises(ValueError, match="cache_refresh"):
+        generate(model, "a", 4, 4, cache="prefix", cache_refresh=0)

@@ -203,3 +203,14 @@ def test_kill_9_leaves_a_loadable_checkpoint(tmp_path):
     except ddlm.checkpoint.CheckpointError as e:
         # Only acceptable if the kill landed between the renames of one save.
         assert "different steps" in str(e)
+
+
+def test_random_length_batches(small_corpus):
+    t = Trainer(tiny_config(), cfg(steps=2, random_length_frac=1.0), small_corpus, progress=False)
+    lengths = {t._maybe_shorten(torch.zeros(2, 32, dtype=torch.long)).shape[1] for _ in range(50)}
+    assert len(lengths) > 5 and min(lengths) >= 16 and max(lengths) <= 32
+    t0 = Trainer(tiny_config(), cfg(steps=2), small_corpus, progress=False)
+    assert t0._maybe_shorten(torch.zeros(2, 32, dtype=torch.long)).shape == (2, 32)
+    assert t.fit()["status"] == "complete"
+    with pytest.raises(ValueError, match="random_length_frac"):
+        cfg(random_length_frac=1.5)
