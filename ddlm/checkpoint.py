@@ -93,7 +93,7 @@ def save_pretrained(
     if directory.suffix.lower() in PICKLE_SUFFIXES:
         raise CheckpointError(f"{directory} should be a directory, not a pickle file name")
     module = getattr(model, "module", model)  # unwrap DistributedDataParallel
-    state = {k: v for k, v in module.state_dict().items()}
+    state = dict(module.state_dict())
     meta = {"format": "ddlm", "step": str(step if step is not None else -1)}
     write_json(directory / CONFIG_NAME, module.config.to_dict())
     save_tensors(directory / WEIGHTS_NAME, state, meta)

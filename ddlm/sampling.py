@@ -41,6 +41,13 @@ import torch
 from .tokenizer import MASK_ID, N_BYTES, PAD_ID, ByteTokenizer
 
 STRATEGIES = ("low_confidence", "random")
+
+
+def _fresh_seed() -> int:
+    """A seed drawn from torch's global generator: seed=None follows torch.manual_seed."""
+    return int(torch.randint(0, 2**62, (1,)).item())
+
+
 _tok = ByteTokenizer()
 
 
@@ -152,7 +159,7 @@ def _denoise(
     if steps % n_blocks:
         raise ValueError(f"steps={steps} must be a multiple of the number of blocks ({n_blocks})")
     steps_per_block = steps // n_blocks
-    gen = torch.Generator().manual_seed(seed if seed is not None else torch.seed() % 2**63)
+    gen = torch.Generator().manual_seed(seed if seed is not None else _fresh_seed())
     device = _device(model)
     ids, attention_mask, fill = ids.to(device), attention_mask.to(device), fill.to(device)
     block_of = block_of.to(device)
@@ -427,7 +434,7 @@ def generate_ar(
         raise ValueError(
             f"prompt + length = {T} exceeds the model's context of {model.config.max_seq_len}"
         )
-    gen = torch.Generator().manual_seed(seed if seed is not None else torch.seed() % 2**63)
+    gen = torch.Generator().manual_seed(seed if seed is not None else _fresh_seed())
     device = _device(model)
     ids = torch.cat([p, torch.full((length,), MASK_ID, dtype=torch.long)]).to(device)
     fill = torch.zeros(T, dtype=torch.bool)
