@@ -121,13 +121,26 @@ def cmd_train(args: argparse.Namespace) -> int:
                 f"{out} already reached step {state['step']} (--steps {tcfg.steps}); nothing to do."
             )
             return 0
+    elif args.init_from is not None:
+        from .pretrained import load_pretrained
+
+        if model_over or args.preset is not None:
+            raise SystemExit(
+                "ddlm train: --init-from takes the model config from the checkpoint; drop "
+                f"--preset and the model options {sorted(model_over)}"
+            )
+        try:
+            model = load_pretrained(args.init_from)
+        except (FileNotFoundError, ValueError) as err:
+            raise SystemExit(f"ddlm train: --init-from {args.init_from}: {err}") from err
+        mcfg, tcfg = model, TrainConfig(**train_over)
     else:
         mcfg = ModelConfig.preset(args.preset or "tiny", **model_over)
         tcfg = TrainConfig(**train_over)
     trainer = Trainer(mcfg, tcfg, data=args.data, out_dir=out, resume=args.resume)
     if trainer.is_main:
         n = trainer.model.num_params()
-        kind = "an autoregressive" if mcfg.causal else "a diffusion"
+        kind = "an autoregressive" if trainer.model.config.causal else "a diffusion"
         print(
             f"training {kind} model: {n:,} parameters on {trainer.device}, amp={tcfg.amp} -> {out}"
         )
@@ -317,6 +330,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--arch", choices=("diffusion", "ar"), default=None, help="diffusion (default) or ar"
     )
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument(
+        "--init-from",
+        default=None,
+        metavar="CHECKPOINT",
+        help="fine-tune: start from these weights (a model directory or a shipped name); "
+        "ignored with --resume, which continues from the run's own checkpoint",
+    )
     _add_dataclass_options(p, TrainConfig, "training options")
     _add_dataclass_options(p, ModelConfig, "model options (override the preset)")
     p.set_defaults(func=cmd_train)

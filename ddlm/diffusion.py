@@ -65,12 +65,14 @@ def mask_tokens(
     t: torch.Tensor | float,
     generator: torch.Generator | None = None,
     attention_mask: torch.Tensor | None = None,
+    maskable: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The forward process q(x_t | x_0): mask each real byte with probability t.
 
     `t` is a float or a (B,) tensor (one rate per sequence). Padding (PAD ids, or False in
-    `attention_mask`) is never masked. Returns (x_t, masked): x_t (B, T) with MASK_ID at
-    the masked positions, and the boolean (B, T) tensor of those positions.
+    `attention_mask`) is never masked, nor is any position where the optional boolean
+    (B, T) `maskable` is False (a prompt). Returns (x_t, masked): x_t (B, T) with MASK_ID
+    at the masked positions, and the boolean (B, T) tensor of those positions.
     """
     t = torch.as_tensor(t, dtype=torch.float32)
     if t.dim() == 0:
@@ -83,6 +85,8 @@ def mask_tokens(
     masked = u < t.to(x0.device)[:, None]
     real = x0 != PAD_ID if attention_mask is None else attention_mask
     masked &= real
+    if maskable is not None:
+        masked &= maskable.to(masked.device)
     return torch.where(masked, torch.full_like(x0, MASK_ID), x0), masked
 
 
@@ -93,6 +97,7 @@ def diffusion_loss(
     eps: float = DEFAULT_MASK_EPS,
     stratified: bool = True,
     generator: torch.Generator | None = None,
+    prompt_len: int = 0,
 ) -> torch.Tensor:
     """The masked-diffusion training loss (LLaDA Eq. 3), a scalar in nats per byte.
 
@@ -107,17 +112,28 @@ def diffusion_loss(
     uniformly gives an unbiased Monte Carlo estimate of the integral; dividing by the number
     of real bytes makes it per byte. Restricting t to [eps, 1] drops a sliver of the
     integral, which is why evaluation uses eps = 0 (see `bits_per_byte`).
+
+    `prompt_len > 0` keeps the first prompt_len bytes of every sequence clean (LLaDA's
+    supervised form, Eq. 5, and the original project's prompt/answer split): only the
+    answer is masked, and the loss is per answer byte, a bound on -log p(answer | prompt).
     """
-    B = x0.shape[0]
+    B, T = x0.shape
+    if not 0 <= prompt_len < T:
+        raise ValueError(f"prompt_len must be in [0, {T}) for sequences of {T}, got {prompt_len}")
     t = sample_times(B, eps, stratified, generator, x0.device)
-    xt, masked = mask_tokens(x0, t, generator, attention_mask)
+    answer = None
+    if prompt_len:
+        answer = (torch.arange(T, device=x0.device) >= prompt_len).expand(B, T)  # (B, T)
+    xt, masked = mask_tokens(x0, t, generator, attention_mask, maskable=answer)
     logits = model(xt, attention_mask)  # (B, T, V) float32
     ce = F.cross_entropy(
         logits.transpose(1, 2), x0.clamp_max(logits.shape[-1] - 1), reduction="none"
     )
     weighted = (ce * masked) / t[:, None]  # (B, T)
-    n_real = (x0 != PAD_ID).sum() if attention_mask is None else attention_mask.sum()
-    return weighted.sum() / n_real.clamp_min(1)
+    real = (x0 != PAD_ID) if attention_mask is None else attention_mask
+    if answer is not None:
+        real = real & answer
+    return weighted.sum() / real.sum().clamp_min(1)
 
 
 def ar_loss(
@@ -178,6 +194,7 @@ def bits_per_byte(
     seed: int = 0,
     device: torch.device | str = "cpu",
     progress: bool = False,
+    prompt_len: int = 0,
 ) -> BitsPerByte:
     """Estimate validation bits per byte of a diffusion model on `data` (1-D uint8 bytes).
 
@@ -193,13 +210,20 @@ def bits_per_byte(
 
     Both are unbiased for the same bound. Result in bits per byte (nats / ln 2 / L); the
     standard error comes from the spread of the per-draw estimates.
+
+    `prompt_len > 0` scores only the last L - prompt_len bytes of each chunk given the
+    first prompt_len, which stay clean (the conditional form, LLaDA Eq. 6): a bound on
+    -log p(answer | prompt) per answer byte.
     """
     if estimator not in ("t", "l"):
         raise ValueError(f"estimator must be 't' or 'l', got {estimator!r}")
     if n_samples < 1:
         raise ValueError(f"n_samples must be >= 1, got {n_samples}")
+    if not 0 <= prompt_len < seq_len:
+        raise ValueError(f"prompt_len must be in [0, {seq_len}), got {prompt_len}")
     chunks = _chunks(data, seq_len, max_chunks)
     N, L = chunks.shape
+    A = L - prompt_len  # bytes scored per chunk
     gen = torch.Generator().manual_seed(seed)
     per_draw = torch.empty(N, n_samples, dtype=torch.float64)  # nats per chunk, one per draw
     from tqdm.auto import tqdm
@@ -212,15 +236,17 @@ def bits_per_byte(
             u = (
                 torch.rand(1, generator=gen) + (s + torch.rand(b, generator=gen)) / n_samples
             ) % 1.0
+            r = torch.rand(b, L, generator=gen)
+            r[:, :prompt_len] = 2.0  # the prompt is never masked
             if estimator == "t":
                 t = u.clamp_min(1e-6)  # mask rate, stratified over draws via s
-                masked = torch.rand(b, L, generator=gen) < t[:, None]
+                masked = r < t[:, None]
                 weight = 1.0 / t
             else:
-                n_mask = (u * L).long().clamp(0, L - 1) + 1  # l in 1..L
-                ranks = torch.rand(b, L, generator=gen).argsort(dim=1).argsort(dim=1)
-                masked = ranks < n_mask[:, None]  # exactly l masked
-                weight = L / n_mask.double()
+                n_mask = (u * A).long().clamp(0, A - 1) + 1  # l in 1..A
+                ranks = r.argsort(dim=1).argsort(dim=1)  # prompt positions rank last
+                masked = ranks < n_mask[:, None]  # exactly l answer bytes masked
+                weight = A / n_mask.double()
             xt = torch.where(masked, torch.full_like(x0, MASK_ID), x0)
             logits = model(xt.to(device)).float().cpu()
             ce = F.cross_entropy(logits.transpose(1, 2), x0, reduction="none")
@@ -228,7 +254,7 @@ def bits_per_byte(
             bar.update(b)
     bar.close()
     per_chunk = per_draw.mean(1)  # (N,) nats
-    scale = 1.0 / (L * math.log(2))
+    scale = 1.0 / (A * math.log(2))
     est = per_chunk.mean().item() * scale
     # The chunks are fixed; the randomness is in the draws. Var(mean) = sum_c var_c / (N^2 S),
     # with var_c the spread of chunk c's draws. With one draw per chunk that spread cannot be
@@ -239,7 +265,7 @@ def bits_per_byte(
     else:
         flat = per_draw.flatten() * scale
         stderr = (flat.std() / math.sqrt(N)).item() if N > 1 else float("nan")
-    return BitsPerByte(est, stderr, N * L, n_samples, f"elbo-{estimator}")
+    return BitsPerByte(est, stderr, N * A, n_samples, f"elbo-{estimator}")
 
 
 @torch.no_grad()

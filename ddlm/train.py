@@ -62,6 +62,12 @@ class TrainConfig:
     mask_eps: float = DEFAULT_MASK_EPS  # smallest masking rate t (diffusion loss)
     stratified_t: bool = True  # low-discrepancy draw of t across the batch (MDLM)
     random_length_frac: float = 0.0  # fraction of batches cut to a random length (LLaDA uses 1%)
+    prompt_frac: float = (
+        0.0  # leading fraction of each sequence kept clean as a "prompt" (diffusion)
+    )
+    clean_prefix_frac: float = (
+        0.0  # fraction of batches whose first k ~ U{0..T-16} bytes stay clean
+    )
     val_fraction: float = 0.1  # last fraction of the corpus held out for validation
     eval_every: int = 100  # steps between validation losses (0 = never; always at the end)
     eval_batches: int = 8  # validation batches per evaluation
@@ -98,6 +104,10 @@ class TrainConfig:
             raise bad("mask_eps", "must be in [0, 1)")
         if not 0 <= self.random_length_frac <= 1:
             raise bad("random_length_frac", "must be in [0, 1]")
+        if not 0 <= self.prompt_frac < 1:
+            raise bad("prompt_frac", "must be in [0, 1)")
+        if not 0 <= self.clean_prefix_frac <= 1:
+            raise bad("clean_prefix_frac", "must be in [0, 1]")
         if not 0 < self.val_fraction < 1:
             raise bad("val_fraction", "must be in (0, 1)")
 
@@ -212,6 +222,11 @@ class Trainer:
                 f"TrainConfig.seq_len={train.seq_len} exceeds the model's max_seq_len="
                 f"{model.config.max_seq_len}"
             )
+        if (train.prompt_frac or train.clean_prefix_frac) and model.config.causal:
+            raise ValueError(
+                "TrainConfig.prompt_frac and clean_prefix_frac apply to diffusion models, "
+                "not causal ones"
+            )
         self.model = model.to(self.device)
         self.batcher = Batcher(
             self.train_data, train.seq_len, train.batch_size, seed=train.seed + self.rank
@@ -279,7 +294,7 @@ class Trainer:
                 loss = self._train_step()
                 self.elapsed += time.perf_counter() - t0
                 self.step += 1
-                step_tokens = cfg.batch_size * cfg.seq_len * cfg.grad_accum * self.world
+                step_tokens = self._step_tokens * self.world  # random-length batches count as cut
                 self.tokens_seen += step_tokens
                 window_tokens += step_tokens
                 if math.isfinite(loss):
@@ -341,7 +356,13 @@ class Trainer:
                     if self.model.config.causal:
                         loss = ar_loss(self.model, x0)
                     else:
-                        loss = diffusion_loss(self.model, x0, eps=cfg.mask_eps, generator=gen)
+                        loss = diffusion_loss(
+                            self.model,
+                            x0,
+                            eps=cfg.mask_eps,
+                            generator=gen,
+                            prompt_len=self._prompt_len(x0),
+                        )
                 total += loss.item()
         finally:
             self.model.train(was_training)
@@ -367,8 +388,10 @@ class Trainer:
             group["lr"] = lr
         self.net.train()
         total = 0.0
+        self._step_tokens = 0
         for micro in range(cfg.grad_accum):
             x0 = self._maybe_shorten(next(self.batcher)).to(self.device, non_blocking=True)
+            self._step_tokens += x0.numel()
             sync = micro == cfg.grad_accum - 1 or self.world == 1
             ctx = (
                 self.net.no_sync() if (not sync and hasattr(self.net, "no_sync")) else nullcontext()
@@ -384,6 +407,7 @@ class Trainer:
                             eps=cfg.mask_eps,
                             stratified=cfg.stratified_t,
                             generator=self.mask_gen,
+                            prompt_len=self._train_prompt_len(x0),
                         )
                 self.scaler.scale(loss / cfg.grad_accum).backward()
             total += loss.item() / cfg.grad_accum
@@ -421,6 +445,25 @@ class Trainer:
         T = x0.shape[1]
         length = int(torch.randint(min(16, T), T + 1, (1,), generator=self.mask_gen))
         return x0[:, :length]
+
+    def _prompt_len(self, x0: torch.Tensor) -> int:
+        """Bytes kept clean at the start of each sequence (TrainConfig.prompt_frac)."""
+        return int(self.cfg.prompt_frac * x0.shape[1])
+
+    def _train_prompt_len(self, x0: torch.Tensor) -> int:
+        """prompt_frac, or for a clean_prefix_frac share of batches a random clean prefix.
+
+        Sampling continues a prompt: a clean prefix followed by a solid run of MASKs. Plain
+        training at a high masking rate instead leaves clean bytes scattered everywhere, so a
+        model can be good at one and poor at the other. A clean prefix of random length (as in
+        LLaDA's supervised stage, where the prompt is never masked) shows it the sampling
+        situation. Drawn from the masking generator, so resume stays exact.
+        """
+        frac = self.cfg.clean_prefix_frac
+        if frac <= 0 or float(torch.rand(1, generator=self.mask_gen)) >= frac:
+            return self._prompt_len(x0)
+        T = x0.shape[1]
+        return int(torch.randint(0, max(1, T - 16), (1,), generator=self.mask_gen))
 
     def _say(self, bar, message: str) -> None:
         if self.progress and self.is_main:

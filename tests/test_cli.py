@@ -6,6 +6,7 @@ import sys
 import time
 
 import pytest
+import torch
 
 from ddlm.cli import main
 
@@ -236,3 +237,30 @@ def test_python_dash_m_version():
         [sys.executable, "-m", "ddlm", "--version"], capture_output=True, text=True, env=os.environ
     )
     assert r.returncode == 0 and r.stdout.startswith("ddlm ")
+
+
+def test_init_from_fine_tunes_given_weights(tmp_path):
+    from ddlm.checkpoint import from_pretrained
+
+    base = tmp_path / "base"
+    train(base, "--steps", "3")
+    # A learning rate of ~0 leaves the weights where --init-from put them.
+    out = tmp_path / "ft"
+    assert (
+        main(
+            ["train", "--data", "pydoc-topics", "--out", str(out), "--init-from", str(base)]
+            + FAST
+            + ["--steps", "1", "--lr", "1e-12", "--warmup-steps", "0"]
+        )
+        == 0
+    )
+    a, b = from_pretrained(base).state_dict(), from_pretrained(out).state_dict()
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    fresh = tmp_path / "fresh"
+    train(fresh, "--steps", "1", "--lr", "1e-12", "--warmup-steps", "0")
+    c = from_pretrained(fresh).state_dict()
+    assert not all(torch.allclose(a[k], c[k], atol=1e-6) for k in a)
+    with pytest.raises(SystemExit, match="model config from the checkpoint"):
+        main(["train", "--out", str(tmp_path / "x"), "--init-from", str(base), "--dim", "64"])
+    with pytest.raises(SystemExit, match="--init-from"):
+        main(["train", "--out", str(tmp_path / "y"), "--init-from", str(tmp_path / "missing")])

@@ -141,3 +141,54 @@ def test_bits_per_byte_errors():
         )
     with pytest.raises(ValueError, match="estimator"):
         bits_per_byte(None, torch.zeros(100, dtype=torch.uint8), seq_len=8, estimator="x")
+
+
+def test_prompt_is_never_masked_and_loss_is_per_answer_byte():
+    torch.manual_seed(0)
+    logits = torch.randn(3, 20, 259)
+    seen = []
+
+    def model(ids, attention_mask=None):
+        seen.append(ids.clone())
+        return logits
+
+    x0 = torch.randint(0, 256, (3, 20))
+    g1, g2 = torch.Generator().manual_seed(9), torch.Generator().manual_seed(9)
+    loss = diffusion_loss(model, x0, generator=g1, prompt_len=12)
+    assert torch.equal(seen[0][:, :12], x0[:, :12])  # the prompt stays clean
+    t = sample_times(3, generator=g2)
+    answer = (torch.arange(20) >= 12).expand(3, 20)
+    _, masked = mask_tokens(x0, t, g2, maskable=answer)
+    assert not masked[:, :12].any()
+    ce = F.cross_entropy(logits.transpose(1, 2), x0, reduction="none")
+    expected = ((ce * masked) / t[:, None]).sum() / (3 * 8)  # 8 answer bytes per row
+    torch.testing.assert_close(loss, expected)
+    with pytest.raises(ValueError, match="prompt_len"):
+        diffusion_loss(model, x0, prompt_len=20)
+
+
+@pytest.mark.parametrize("estimator", ["l", "t"])
+def test_conditional_bits_per_byte_scores_only_the_answer(estimator):
+    # Context-free model: -log p(answer | prompt) = sum over answer bytes of -log p(byte).
+    g = torch.Generator().manual_seed(1)
+    p = torch.rand(256, generator=g) + 0.1
+    p = p / p.sum()
+    data = torch.randint(0, 256, (20, 64), generator=g, dtype=torch.int64).to(torch.uint8)
+    data[:, :40] = int(p.argmax())  # cheap prompts, so scoring them too would show
+    data = data.reshape(-1)
+    answer = data.view(20, 64)[:, 40:].reshape(-1).long()
+    exact = (-p.log()[answer]).mean().item() / math.log(2)
+    full = (-p.log()[data.long()]).mean().item() / math.log(2)
+    r = bits_per_byte(
+        Uniform(p),
+        data,
+        seq_len=64,
+        n_samples=32 if estimator == "l" else 128,  # "t" is the noisier estimator
+        estimator=estimator,
+        prompt_len=40,
+    )
+    assert r.n_bytes == 20 * 24
+    assert abs(r.bits_per_byte - exact) < 4 * r.stderr + 1e-9
+    assert abs(exact - full) > 4 * r.stderr  # the check can tell the two apart
+    with pytest.raises(ValueError, match="prompt_len"):
+        bits_per_byte(Uniform(p), data, seq_len=64, prompt_len=64)

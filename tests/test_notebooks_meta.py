@@ -25,8 +25,7 @@ def test_notebook_is_executed_and_clean(path):
     assert all(counts), "cells without outputs: re-execute with notebooks/run_all.py"
     assert counts == list(range(1, len(code) + 1)), "executed out of order"
     checked = [c for c in code if "# NBVAL_CHECK_OUTPUT" in "".join(c["source"])]
-    if path.name[:2] != "09":
-        assert len(checked) >= 2, "deterministic facts should carry NBVAL_CHECK_OUTPUT"
+    assert len(checked) >= 2, "deterministic facts should carry NBVAL_CHECK_OUTPUT"
     for c in checked:
         assert c["outputs"], "a checked cell must have a stored output to compare with"
     errors = [o for c in code for o in c["outputs"] if o["output_type"] == "error"]

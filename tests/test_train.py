@@ -212,5 +212,32 @@ def test_random_length_batches(small_corpus):
     t0 = Trainer(tiny_config(), cfg(steps=2), small_corpus, progress=False)
     assert t0._maybe_shorten(torch.zeros(2, 32, dtype=torch.long)).shape == (2, 32)
     assert t.fit()["status"] == "complete"
+    assert 2 * 4 * 16 <= t.tokens_seen < 2 * 4 * 32  # bytes actually trained on, as cut
     with pytest.raises(ValueError, match="random_length_frac"):
         cfg(random_length_frac=1.5)
+
+
+def test_prompt_frac_keeps_the_prompt_clean(small_corpus):
+    t = Trainer(tiny_config(), cfg(steps=3, prompt_frac=0.5), small_corpus, progress=False)
+    seen = []
+    t.net.register_forward_pre_hook(lambda mod, args: seen.append(args[0].clone()))
+    assert t.fit()["status"] == "complete"
+    train_inputs = seen[:3]  # one forward per step (grad_accum 1)
+    assert all((x[:, :16] != ddlm.tokenizer.MASK_ID).all() for x in train_inputs)
+    assert any((x[:, 16:] == ddlm.tokenizer.MASK_ID).any() for x in train_inputs)
+    with pytest.raises(ValueError, match="prompt_frac"):
+        cfg(prompt_frac=1.0)
+    with pytest.raises(ValueError, match="causal"):
+        Trainer(tiny_config(causal=True), cfg(prompt_frac=0.5), small_corpus, progress=False)
+
+
+def test_clean_prefix_batches_have_random_clean_prefixes(small_corpus):
+    t = Trainer(tiny_config(), cfg(steps=2, clean_prefix_frac=1.0), small_corpus, progress=False)
+    x0 = torch.zeros(2, 32, dtype=torch.long)
+    lengths = {t._train_prompt_len(x0) for _ in range(60)}
+    assert len(lengths) > 5 and min(lengths) >= 0 and max(lengths) < 32 - 15
+    t0 = Trainer(tiny_config(), cfg(steps=2, prompt_frac=0.25), small_corpus, progress=False)
+    assert {t0._train_prompt_len(x0) for _ in range(5)} == {8}
+    assert t.fit()["status"] == "complete"
+    with pytest.raises(ValueError, match="clean_prefix_frac"):
+        cfg(clean_prefix_frac=2.0)

@@ -1,0 +1,241 @@
+"""What every findings experiment shares: the small model, the data, a training run that
+records its validation curve against steps and seconds, and the JSON result file.
+
+Each experiment script trains small models with `ddlm.train.Trainer` on the embedded `pydoc`
+corpus, measures them with `ddlm`'s own estimators, and writes one JSON file under
+`data/findings/` that `notebooks/09_findings.ipynb` reads. Runs are cached by their full
+configuration under the git-ignored `data/cache/findings/`, so a baseline that two
+experiments share (the Mish/MLA diffusion model) trains once.
+
+`--quick` shrinks everything to seconds; the tests use it to check that the scripts work.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import platform
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from ddlm import DiffusionLM, ModelConfig  # noqa: E402
+from ddlm.checkpoint import from_pretrained, save_pretrained  # noqa: E402
+from ddlm.data import load_corpus, split  # noqa: E402
+from ddlm.diffusion import ar_bits_per_byte, bits_per_byte  # noqa: E402
+from ddlm.files import atomic_write_text  # noqa: E402
+from ddlm.train import TrainConfig, Trainer  # noqa: E402
+
+FINDINGS = ROOT / "data" / "findings"
+CACHE = ROOT / "data" / "cache" / "findings"
+
+# The model every experiment varies one thing of: ~0.6 M parameters, small enough that
+# 400 steps take about two minutes on one CPU core, big enough to learn words.
+MICRO = dict(dim=128, n_layers=4, n_heads=4, kv_latent_dim=32, max_seq_len=256)
+
+# Training recipe shared by all runs (overridable per experiment).
+RECIPE = dict(
+    steps=400,
+    batch_size=16,
+    seq_len=128,
+    lr=3e-3,
+    warmup_steps=40,
+    eval_every=50,
+    eval_batches=8,
+    sample_every=0,
+    ckpt_every=0,
+    log_every=50,
+    device="cpu",
+    amp="off",
+)
+
+QUICK = dict(steps=6, eval_every=3, eval_batches=1, log_every=3, warmup_steps=2, batch_size=4)
+
+
+@dataclass
+class Settings:
+    quick: bool  # seconds-long smoke run (tests)
+    out: Path  # where the JSON result goes
+    threads: int  # torch threads
+    seeds: list[int]  # seeds for repeated runs
+    fresh: bool  # ignore cached runs
+    cache: Path  # folder of cached runs
+
+
+def parse_args(description: str, default_seeds: int = 1) -> Settings:
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--quick", action="store_true", help="tiny settings, for tests (seconds)")
+    p.add_argument("--out", type=Path, default=FINDINGS, help="folder for the JSON result")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    p.add_argument("--seeds", type=int, default=default_seeds, help="seeds per configuration")
+    p.add_argument("--fresh", action="store_true", help="retrain even if a cached run exists")
+    p.add_argument("--cache", type=Path, default=CACHE, help="folder of cached runs")
+    a = p.parse_args()
+    torch.set_num_threads(a.threads)
+    seeds = list(range(1 if a.quick else a.seeds))
+    return Settings(a.quick, a.out, a.threads, seeds, a.fresh, a.cache)
+
+
+def corpus(quick: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """(train, val) bytes of the embedded corpus (the first 200 kB only with --quick)."""
+    data = load_corpus("pydoc")
+    return split(data[:200_000] if quick else data)
+
+
+def recipe(settings: Settings, **over) -> dict:
+    r = {**RECIPE, **over}
+    if settings.quick:
+        r.update(QUICK, seq_len=min(r["seq_len"], 64))
+    return r
+
+
+def run_key(model: dict, train: dict, tag: str, settings: Settings) -> str:
+    """Cache key of a run: the fields that differ from their defaults (so adding a new
+    option with a default to ModelConfig or TrainConfig keeps old runs valid), the data tag,
+    --quick and the thread count."""
+
+    def changed(cls, d: dict) -> dict:
+        defaults = {f.name: f.default for f in dataclasses.fields(cls)}
+        return {k: v for k, v in d.items() if k not in defaults or defaults[k] != v}
+
+    key = json.dumps(
+        [changed(ModelConfig, model), changed(TrainConfig, train), tag, settings.quick, settings.threads],
+        sort_keys=True,
+    )
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def train_run(
+    model: dict,
+    train: dict,
+    settings: Settings,
+    data: torch.Tensor | None = None,
+    tag: str = "bytes",
+) -> tuple[DiffusionLM, dict]:
+    """Train one model; return it and its record (curve, wall time, parameters, FLOPs).
+
+    `model` overrides MICRO, `train` is a full recipe. `data` (1-D ids, whose last
+    `val_fraction` is validation) replaces the byte corpus; `tag` names it in the cache key. The record holds the validation curve as
+    lists: step, seconds of training (evaluation excluded) and validation loss (nats per
+    position; per *byte* only for byte-level models).
+    """
+    mcfg = ModelConfig(**{**MICRO, **model})
+    tcfg = TrainConfig(**train)
+    digest = run_key(mcfg.to_dict(), tcfg.to_dict(), tag, settings)
+    run_dir = settings.cache / digest
+    if not settings.fresh and (run_dir / "record.json").exists():
+        record = json.loads((run_dir / "record.json").read_text())
+        print(f"  cached run {digest}: {record['label']}", flush=True)
+        return from_pretrained(run_dir, config=mcfg).eval(), record
+    curve = {"step": [], "seconds": [], "val_loss": []}
+
+    def on_record(r: dict) -> None:
+        if "val_loss" in r:
+            curve["step"].append(r["step"])
+            curve["seconds"].append(r["elapsed_s"])
+            curve["val_loss"].append(r["val_loss"])
+
+    if data is None:
+        data = load_corpus("pydoc")[: 200_000 if settings.quick else None]
+    t0 = time.perf_counter()
+    trainer = Trainer(mcfg, tcfg, data=data, callbacks=[on_record], progress=False)
+    result = trainer.fit()
+    wall = time.perf_counter() - t0
+    net = trainer.model.eval()
+    record = {
+        "label": f"{tag} {mcfg.attention}/{mcfg.rope}/{mcfg.ffn_activation} "
+        f"causal={mcfg.causal} seed={tcfg.seed}",
+        "model": mcfg.to_dict(),
+        "train": tcfg.to_dict(),
+        "params": net.num_params(),
+        "params_no_embedding": net.num_params(exclude_embedding=True),
+        "flops_per_token": net.flops_per_token(tcfg.seq_len),
+        "train_seconds": result["elapsed_s"],
+        "wall_seconds": round(wall, 1),
+        "tokens_per_s": tcfg.steps * tcfg.batch_size * tcfg.seq_len / result["elapsed_s"],
+        "curve": curve,
+    }
+    save_pretrained(net, run_dir, step=tcfg.steps)
+    atomic_write_text(run_dir / "record.json", json.dumps(record))
+    print(
+        f"  trained {record['label']}: val {curve['val_loss'][-1]:.3f} in {wall:.0f} s",
+        flush=True,
+    )
+    return net, record
+
+
+def val_bits(net: DiffusionLM, val: torch.Tensor, settings: Settings, seq_len: int = 128) -> dict:
+    """Validation bits per position: exact for causal models, the ELBO (LLaDA's l-estimator,
+    with its standard error) for diffusion models. 64 chunks (8 with --quick)."""
+    chunks = 8 if settings.quick else 64
+    with torch.no_grad():
+        if net.config.causal:
+            r = ar_bits_per_byte(net, val, seq_len=seq_len, max_chunks=chunks)
+        else:
+            r = bits_per_byte(net, val, seq_len=seq_len, n_samples=8, max_chunks=chunks)
+    return r.to_dict()
+
+
+def mean_sd(xs: list[float]) -> dict:
+    """Mean, sample standard deviation and count (sd is 0 for a single value)."""
+    return {
+        "mean": statistics.fmean(xs),
+        "sd": statistics.stdev(xs) if len(xs) > 1 else 0.0,
+        "n": len(xs),
+    }
+
+
+def machine() -> dict:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def write_result(name: str, settings: Settings, started: float, payload: dict) -> Path:
+    """Write data/findings/NAME.json with the command, the machine and the runtime."""
+    out = {
+        "experiment": name,
+        "command": "python " + " ".join([f"experiments/{Path(sys.argv[0]).name}", *sys.argv[1:]]),
+        "quick": settings.quick,
+        "threads": settings.threads,
+        "seeds": settings.seeds,
+        "machine": machine(),
+        "runtime_s": round(time.perf_counter() - started, 1),
+        "date": time.strftime("%Y-%m-%d"),
+        **payload,
+    }
+    settings.out.mkdir(parents=True, exist_ok=True)
+    path = settings.out / f"{name}.json"
+    atomic_write_text(path, json.dumps(out, indent=1, default=_jsonable) + "\n")
+    print(f"wrote {path} ({out['runtime_s']:.0f} s)")
+    return path
+
+
+def _jsonable(x):
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, torch.Tensor):
+        return x.tolist()
+    raise TypeError(f"cannot write {type(x).__name__} to JSON")

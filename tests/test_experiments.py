@@ -1,0 +1,42 @@
+"""The findings experiments: every script runs (in --quick mode, seconds) and writes the JSON
+the notebook reads; the committed results are full runs of the committed scripts."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPTS = sorted((ROOT / "experiments").glob("e[0-9]_*.py"))
+FINDINGS = ROOT / "data" / "findings"
+
+
+def test_six_experiments():
+    assert [p.stem.split("_")[0] for p in SCRIPTS] == ["e1", "e2", "e3", "e4", "e5", "e6"]
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.stem)
+def test_quick_run_writes_json(script, tmp_path):
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    cmd = [sys.executable, str(script), "--quick", "--out", str(out), "--cache", str(cache)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads((out / f"{script.stem}.json").read_text())
+    assert result["experiment"] == script.stem and result["quick"] is True
+    assert result["runtime_s"] > 0 and result["machine"]["torch"]
+    if script.stem == "e2_activations":  # a second run reuses the cached models
+        again = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=600)
+        assert again.returncode == 0, again.stderr[-3000:]
+        assert again.stdout.count("cached run") == 3 and "trained " not in again.stdout
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.stem)
+def test_committed_result_is_a_full_run(script):
+    path = FINDINGS / f"{script.stem}.json"
+    assert path.exists(), f"run `python experiments/{script.name}` and commit {path.name}"
+    result = json.loads(path.read_text())
+    assert result["quick"] is False
+    assert result["command"].startswith(f"python experiments/{script.name}")
+    assert result["runtime_s"] > 0 and result["machine"]["cores"]
