@@ -110,7 +110,13 @@ def run_key(model: dict, train: dict, tag: str, settings: Settings) -> str:
         return {k: v for k, v in d.items() if k not in defaults or defaults[k] != v}
 
     key = json.dumps(
-        [changed(ModelConfig, model), changed(TrainConfig, train), tag, settings.quick, settings.threads],
+        [
+            changed(ModelConfig, model),
+            changed(TrainConfig, train),
+            tag,
+            settings.quick,
+            settings.threads,
+        ],
         sort_keys=True,
     )
     return hashlib.sha256(key.encode()).hexdigest()[:16]
