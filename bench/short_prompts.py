@@ -60,8 +60,9 @@ def main() -> None:
     print(
         f"{'checkpoint':28} {'sampler':20} {'collapsed':>9} {'dist4':>6} {'judge':>6} {'s/sample':>8}"
     )
+    models = {name: load_pretrained(name) for name in a.checkpoints}  # each read once
     for name, (strategy, temp) in [(c, st) for c in a.checkpoints for st in settings]:
-        model = load_pretrained(name)
+        model = models[name]
         t0 = time.perf_counter()
         gens = generate(
             model, PROMPTS, a.length, a.steps, strategy=strategy, temperature=temp, seed=0

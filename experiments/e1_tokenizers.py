@@ -25,7 +25,6 @@ import torch
 from common import corpus, mean_sd, parse_args, recipe, train_run, val_bits, write_result
 
 from ddlm import infill
-from ddlm.data import load_corpus, split
 from ddlm.diffusion import _chunks
 from ddlm.sampling import _denoise
 from ddlm.tokenizer import MASK_ID, N_BYTES
@@ -133,9 +132,8 @@ def bpe_infill(net, bpe: BPE, item: dict) -> bytes:
 def main() -> None:
     s = parse_args(__doc__, default_seeds=1)
     started = time.perf_counter()
-    data = load_corpus("pydoc")[: 200_000 if s.quick else None]
-    train_bytes, val_bytes = (bytes(x.tolist()) for x in split(data))
-    _, val = corpus(s.quick)
+    train, val = corpus(s.quick)
+    train_bytes, val_bytes = bytes(train.tolist()), bytes(val.tolist())
     items = hole_items(val_bytes, 8 if s.quick else 150)
     seq_len = recipe(s)["seq_len"]
     results = {"bytes": {"runs": []}}
