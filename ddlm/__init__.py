@@ -1,8 +1,8 @@
 """ddlm: a byte-level masked diffusion language model you can step through."""
 
-from .model import DiffusionLM, ModelConfig
-from .pretrained import load_pretrained
-from .sampling import Generation, generate, generate_ar, infill
+from .ar import generate_ar
+from .model import DiffusionLM, ModelConfig, load_pretrained
+from .sampling import Generation, SamplerConfig, denoise, generate, infill
 from .tokenizer import ByteTokenizer
 
 __version__ = "0.1.0"
@@ -11,7 +11,9 @@ __all__ = [
     "DiffusionLM",
     "Generation",
     "ModelConfig",
+    "SamplerConfig",
     "__version__",
+    "denoise",
     "generate",
     "generate_ar",
     "infill",

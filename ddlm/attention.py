@@ -30,9 +30,11 @@ gives the autoregressive baseline. The kernel is `F.scaled_dot_product_attention
 Prefix cache (used by the sampler, `generate(..., cache="prefix")`): with a `LayerCache` in
 "record" mode a full forward pass stores what the layer needs from the first `prefix_len`
 positions; in "use" mode the input holds only the positions after the prefix, and the stored
-prefix stands in for the rest. MHA stores rotated keys and values (2 * H * d_h numbers per token);
-MLA stores only its latent c_kv (plus the shared rotary key k_R when decoupled) and decompresses
-keys and values from it at each use, which is where its small cache pays off.
+prefix stands in for the rest. "extend" mode is the autoregressive decoder's key/value cache:
+like "use", and the new positions are appended to the stored prefix. MHA stores rotated keys
+and values (2 * H * d_h numbers per token); MLA stores only its latent c_kv (plus the shared
+rotary key k_R when decoupled) and decompresses keys and values from it at each use, which is
+where its small cache pays off.
 
 Shapes: x (B, T, dim) -> (B, T, dim); attention_mask (B, T) bool, True on real tokens.
 """
@@ -79,8 +81,13 @@ class LayerCache:
     """One layer's share of a prefix cache (see the module docstring)."""
 
     prefix_len: int  # number of cached positions at the start of the sequence
-    mode: str = "record"  # "record": store the prefix; "use": read it
+    mode: str = "record"  # "record": store the prefix; "use": read it; "extend": read, append
     state: tuple[torch.Tensor, ...] = field(default_factory=tuple)  # what the layer stored
+
+    def extend(self, *state: torch.Tensor) -> None:
+        """In "extend" mode, keep the prefix plus the new positions (an AR decoder's cache)."""
+        if self.mode == "extend":
+            self.state, self.prefix_len = state, state[0].shape[-2]
 
     def numel_per_token(self) -> int:
         """Numbers stored per cached token (per sequence in the batch)."""
@@ -155,7 +162,7 @@ class MultiHeadAttention(_AttentionBase):
         B, T, _ = x.shape
         H, hd = self.n_heads, self.head_dim
         _check_cache(cache, attention_mask)
-        offset = cache.prefix_len if cache is not None and cache.mode == "use" else 0
+        offset = cache.prefix_len if cache is not None and cache.mode != "record" else 0
         q, k, v = self.qkv(x).view(B, T, 3, H, hd).permute(2, 0, 3, 1, 4)  # each (B, H, T, hd)
         cos, sin = self.rotary(T, x.device, q.dtype, offset=offset)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
@@ -165,6 +172,7 @@ class MultiHeadAttention(_AttentionBase):
             else:
                 k = torch.cat((cache.state[0], k), dim=2)  # (B, H, P + T, hd)
                 v = torch.cat((cache.state[1], v), dim=2)
+                cache.extend(k, v)
         return self.out(self._attend(q, k, v, self._mask(attention_mask, T)))
 
     def kv_cache_elements_per_token(self) -> int:
@@ -226,7 +234,7 @@ class LatentAttention(_AttentionBase):
         B, T, _ = x.shape
         H, hd = self.n_heads, self.head_dim
         _check_cache(cache, attention_mask)
-        use = cache is not None and cache.mode == "use"
+        use = cache is not None and cache.mode != "record"
         P = cache.prefix_len if use else 0  # position of x's first token
         q = self._queries(x).view(B, T, H, hd + self.q_rope_dim).transpose(1, 2)  # (B, H, T, hd+r)
         down = self.wkv_down(x)  # (B, T, kv_latent_dim [+ r])
@@ -240,6 +248,7 @@ class LatentAttention(_AttentionBase):
         if use:  # keys and values of the prefix are decompressed from its cached latent
             c_kv = torch.cat((cache.state[0], c_kv), dim=1)  # (B, P + T, kv_latent_dim)
             k_r = torch.cat((cache.state[1], k_r), dim=2)
+            cache.extend(c_kv, k_r)
         S = c_kv.shape[1]  # key positions
         k, v = self.wkv_up(c_kv).view(B, S, H, 2 * hd).transpose(1, 2).split(hd, dim=-1)
         if self.rope == "full":

@@ -1,178 +1,170 @@
-"""Safe files: safetensors for tensors, JSON for everything else, atomic writes.
+"""Run directories: everything a training run needs to continue exactly where it stopped.
 
-A model directory (the layout of the Hugging Face ecosystem):
+Weights alone are a model folder (`DiffusionLM.save_pretrained`: config.json and
+model.safetensors). A run directory adds the run state and keeps it consistent under any kill:
 
-    config.json            the ModelConfig as JSON
-    model.safetensors      the weights
+    config.json, model.safetensors   the latest weights (so `from_pretrained(run_dir)` works)
+    train_config.json                the TrainConfig the run was started with (readable)
+    metrics.jsonl                    one JSON object per logged step
+    checkpoint.json                  the pointer: which step folder is the current checkpoint
+    step-00000300/                   one checkpoint, a consistent unit:
+        model.safetensors            weights at that step
+        train_state.safetensors      optimizer moments and RNG states (tensors)
+        train_state.json             step, counters, optimizer hyper-parameters, scaler, configs
 
-A training run directory adds the state needed to continue exactly where it stopped:
-
-    train_state.safetensors   optimizer moments, gradient-scaler state, RNG states (tensors)
-    train_state.json          step, counters, optimizer hyper-parameters, configs (readable)
-    metrics.jsonl             one JSON object per logged step
-
-Nothing here unpickles: `torch.load` is never called, and a `.pt`/`.bin` file is refused.
-Every file is written to a temporary name, flushed to disk and renamed over the old one,
-so a process killed at any moment leaves the previous complete file in place.
+Saving writes a new step folder, then switches the pointer (one atomic rename), then exports
+the weights and removes older step folders. A process killed at any moment leaves the pointer
+naming a complete folder: the run resumes from the last checkpoint that finished. Every file
+is written atomically (`files.atomic_write`); nothing is unpickled.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 
-from .files import atomic_write, atomic_write_text
-from .model import DiffusionLM, ModelConfig
+from .files import (
+    CheckpointError,
+    atomic_write_text,
+    load_tensors,
+    read_json,
+    save_tensors,
+    write_json,
+)
+from .model import WEIGHTS_NAME, DiffusionLM, ModelConfig
 
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
-PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".pkl", ".pickle", ".ckpt")
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be used: missing, corrupt, or for a different model."""
-
-
-def write_json(path: str | os.PathLike, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
-
-
-def read_json(path: str | os.PathLike) -> Any:
-    path = Path(path)
-    if not path.exists():
-        raise CheckpointError(f"{path} does not exist")
-    try:
-        return json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"{path} is not valid JSON ({e})") from e
+POINTER = "checkpoint.json"
+TRAIN_CONFIG = "train_config.json"
+METRICS = "metrics.jsonl"
+STATE_TENSORS = "train_state.safetensors"
+STATE_JSON = "train_state.json"
 
 
-def save_tensors(
-    path: str | os.PathLike,
+def step_folder(step: int) -> str:
+    return f"step-{step:08d}"
+
+
+def has_run(run_dir: str | os.PathLike) -> bool:
+    """True if `run_dir` holds a training run (a checkpoint to resume from)."""
+    run_dir = Path(run_dir)
+    return (run_dir / POINTER).exists() or (run_dir / STATE_JSON).exists()
+
+
+def _current(run_dir: Path) -> Path:
+    """The folder of the current checkpoint, as the pointer names it."""
+    if (run_dir / POINTER).exists():
+        return run_dir / read_json(run_dir / POINTER)["folder"]
+    if (run_dir / STATE_JSON).exists():
+        raise CheckpointError(
+            f"{run_dir} was written by an older ddlm (no {POINTER}); its weights still load "
+            "with from_pretrained, so continue from them with --init-from"
+        )
+    raise CheckpointError(f"{run_dir} holds no training state ({POINTER}) to resume from")
+
+
+def read_state(run_dir: str | os.PathLike) -> dict:
+    """The JSON half of the current checkpoint: step, counters and both configs."""
+    return read_json(_current(Path(run_dir)) / STATE_JSON)
+
+
+def save_run(
+    run_dir: str | os.PathLike,
+    model: DiffusionLM,
+    optimizer: torch.optim.Optimizer,
+    state: dict[str, Any],
     tensors: dict[str, torch.Tensor],
-    metadata: dict[str, str] | None = None,
 ) -> None:
-    """Atomically write a safetensors file (tensors are made contiguous and moved to CPU)."""
-    cpu = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
-    atomic_write(path, lambda tmp: save_file(cpu, tmp, metadata=metadata))
+    """Write one checkpoint of a run: `state` (JSON-able, must hold "step") and `tensors`
+    (RNG states and the like) beside the weights and the optimizer, then switch to it."""
+    run_dir = Path(run_dir)
+    step = int(state["step"])
+    folder = run_dir / step_folder(step)
+    opt_tensors, opt_meta = _optimizer_to_tensors(optimizer)
+    meta = {"step": str(step)}
+    save_tensors(folder / STATE_TENSORS, {**opt_tensors, **tensors}, meta)
+    write_json(folder / STATE_JSON, {**state, "optimizer": opt_meta})
+    save_tensors(folder / WEIGHTS_NAME, dict(model.state_dict()), {"format": "ddlm", **meta})
+    write_json(run_dir / POINTER, {"folder": folder.name, "step": step})  # the switch
+    model.save_pretrained(run_dir, step=step)
+    for old in run_dir.glob("step-*"):
+        if old.is_dir() and old.name != folder.name:
+            shutil.rmtree(old, ignore_errors=True)
 
 
-def _refuse_pickle(path: Path) -> None:
-    if path.suffix.lower() in PICKLE_SUFFIXES:
+def load_run(
+    run_dir: str | os.PathLike, model: DiffusionLM, optimizer: torch.optim.Optimizer
+) -> tuple[dict, dict[str, torch.Tensor]]:
+    """Restore the current checkpoint into `model` and `optimizer`; return (state, tensors)
+    with the optimizer's own tensors removed, for the caller's counters and RNG states."""
+    folder = _current(Path(run_dir))
+    state = read_json(folder / STATE_JSON)
+    stored = ModelConfig.from_dict(state["model_config"])
+    if stored != model.config:
         raise CheckpointError(
-            f"{path} looks like a pickle-based PyTorch file; ddlm never unpickles files "
-            "(unpickling can run arbitrary code). Convert it to safetensors with a tool you trust."
+            f"the run in {run_dir} was trained with a different model config; "
+            f"stored {stored}, requested {model.config}"
         )
+    tensors = load_tensors(folder / STATE_TENSORS)
+    weights = load_tensors(folder / WEIGHTS_NAME)
+    model.load_weights(weights, str(folder / WEIGHTS_NAME))
+    _optimizer_from_tensors(optimizer, tensors, state["optimizer"])
+    return state, {k: v for k, v in tensors.items() if not k.startswith("optim.")}
 
 
-def load_tensors(
-    path: str | os.PathLike, device: str | torch.device = "cpu"
-) -> dict[str, torch.Tensor]:
-    """Read a safetensors file; a missing, truncated or corrupt file raises CheckpointError."""
-    path = Path(path)
-    _refuse_pickle(path)
-    if not path.exists():
-        raise CheckpointError(f"{path} does not exist")
-    try:
-        return load_file(path, device=str(device))
-    except (SafetensorError, OSError, ValueError) as e:
-        raise CheckpointError(f"{path} is truncated or corrupt ({e})") from e
+# ---- the metric log --------------------------------------------------------------------
 
 
-def save_pretrained(
-    model: DiffusionLM, directory: str | os.PathLike, step: int | None = None
-) -> None:
-    """Write config.json and model.safetensors into `directory` (created if needed)."""
-    directory = Path(directory)
-    if directory.suffix.lower() in PICKLE_SUFFIXES:
-        raise CheckpointError(f"{directory} should be a directory, not a pickle file name")
-    module = getattr(model, "module", model)  # unwrap DistributedDataParallel
-    state = dict(module.state_dict())
-    meta = {"format": "ddlm", "step": str(step if step is not None else -1)}
-    write_json(directory / CONFIG_NAME, module.config.to_dict())
-    save_tensors(directory / WEIGHTS_NAME, state, meta)
+class MetricLog:
+    """metrics.jsonl in a run directory, plus TensorBoard when that package is installed."""
 
+    def __init__(self, run_dir: str | os.PathLike | None):
+        self.path = Path(run_dir) / METRICS if run_dir is not None else None
+        self.tb = None
+        if self.path is not None:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
 
-def weights_step(directory: str | os.PathLike) -> int:
-    """The training step recorded in model.safetensors' metadata (-1 if none)."""
-    from safetensors import safe_open
+                self.tb = SummaryWriter(log_dir=str(Path(run_dir) / "tensorboard"))
+            except ImportError:  # tensorboard is optional
+                self.tb = None
 
-    path = Path(directory) / WEIGHTS_NAME
-    try:
-        with safe_open(path, framework="pt") as f:
-            return int((f.metadata() or {}).get("step", -1))
-    except (SafetensorError, OSError, ValueError) as e:
-        raise CheckpointError(f"{path} is truncated or corrupt ({e})") from e
+    def truncate_after(self, step: int) -> None:
+        """Drop lines logged after `step` (a run killed after its last checkpoint)."""
+        if self.path is None or not self.path.exists():
+            return
+        kept = []
+        for line in self.path.read_text().splitlines():
+            try:
+                if json.loads(line).get("step", 0) <= step:
+                    kept.append(line)
+            except json.JSONDecodeError:
+                continue  # a line cut short by a kill
+        atomic_write_text(self.path, "\n".join(kept) + ("\n" if kept else ""))
 
+    def write(self, record: dict) -> None:
+        if self.path is None:
+            return
+        with open(self.path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+        if self.tb is not None:
+            for k, v in record.items():
+                if isinstance(v, (int, float)) and k != "step":
+                    self.tb.add_scalar(k, v, record["step"])
 
-def load_state_into(model: DiffusionLM, tensors: dict[str, torch.Tensor], source: str) -> None:
-    """Copy `tensors` into `model`, with a clear error if they belong to another model."""
-    own = model.state_dict()
-    missing = sorted(set(own) - set(tensors))
-    unexpected = sorted(set(tensors) - set(own))
-    wrong = [k for k in own if k in tensors and own[k].shape != tensors[k].shape]
-    if missing or unexpected or wrong:
-        details = []
-        if missing:
-            details.append(f"missing {missing[:3]}{' ...' if len(missing) > 3 else ''}")
-        if unexpected:
-            details.append(f"unexpected {unexpected[:3]}{' ...' if len(unexpected) > 3 else ''}")
-        if wrong:
-            k = wrong[0]
-            details.append(
-                f"{k} has shape {tuple(tensors[k].shape)}, model wants {tuple(own[k].shape)}"
-            )
-        raise CheckpointError(
-            f"the weights in {source} do not match this model's config: " + "; ".join(details)
-        )
-    model.load_state_dict(tensors)
-
-
-def from_pretrained(
-    directory: str | os.PathLike,
-    map_location: str | torch.device = "cpu",
-    config: ModelConfig | None = None,
-) -> DiffusionLM:
-    """Build a DiffusionLM from config.json and load model.safetensors.
-
-    If `config` is given it must equal the stored one (otherwise CheckpointError).
-    """
-    directory = Path(directory)
-    _refuse_pickle(directory)
-    if not directory.is_dir():
-        raise CheckpointError(
-            f"{directory} is not a directory holding {CONFIG_NAME} and {WEIGHTS_NAME}"
-        )
-    try:
-        stored = ModelConfig.from_dict(read_json(directory / CONFIG_NAME))
-    except (TypeError, ValueError) as e:
-        if isinstance(e, CheckpointError):
-            raise
-        raise CheckpointError(f"{directory / CONFIG_NAME} is not a valid ModelConfig ({e})") from e
-    if config is not None and config != stored:
-        diff = {
-            k: (v, getattr(stored, k))
-            for k, v in config.to_dict().items()
-            if getattr(stored, k) != v
-        }
-        raise CheckpointError(
-            f"checkpoint config differs from the requested one: {diff} (requested, stored)"
-        )
-    model = DiffusionLM(stored)
-    load_state_into(model, load_tensors(directory / WEIGHTS_NAME), str(directory / WEIGHTS_NAME))
-    return model.to(map_location)
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
 
 
 # ---- optimizer state as tensors + JSON ------------------------------------------------
 
 
-def optimizer_to_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
+def _optimizer_to_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
     """Split an optimizer's state_dict into tensors (for safetensors) and JSON-able values."""
     sd = optimizer.state_dict()
     tensors: dict[str, torch.Tensor] = {}
@@ -186,7 +178,7 @@ def optimizer_to_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, to
     return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
 
 
-def optimizer_from_tensors(
+def _optimizer_from_tensors(
     optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict
 ) -> None:
     state: dict[int, dict[str, Any]] = {}

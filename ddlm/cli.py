@@ -1,7 +1,9 @@
 """The command line: `ddlm train | eval | sample | infill` (also `python -m ddlm`).
 
-Every ModelConfig and TrainConfig field is an option (`--n-layers`, `--kv-latent-dim`,
-`--warmup-steps`, ...), with the short aliases `--layers` and `--heads`. Run `ddlm CMD --help`.
+Every ModelConfig and TrainConfig field is an option of `train` (`--n-layers`,
+`--kv-latent-dim`, `--warmup-steps`, ...), with the short aliases `--layers` and `--heads`;
+every SamplerConfig field is an option of `sample` and `infill` (`--steps`, `--block-length`,
+`--cache`, ...). Each option's help is its field's help text. Run `ddlm CMD --help`.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import typing
 from pathlib import Path
 
 from . import __version__
+from .configs import field_help
 
 ALIASES = {"n_layers": ["--layers"], "n_heads": ["--heads"]}
 
@@ -24,6 +27,7 @@ ALIASES = {"n_layers": ["--layers"], "n_heads": ["--heads"]}
 def _choices() -> dict[str, tuple]:
     from .ffn import ACTIVATIONS
     from .precision import AMP_MODES, DEVICES
+    from .sampling import CACHES, STRATEGIES
 
     return {
         "amp": AMP_MODES,
@@ -31,6 +35,8 @@ def _choices() -> dict[str, tuple]:
         "attention": ("mla", "mha"),
         "rope": ("full", "decoupled"),
         "ffn_activation": tuple(sorted(ACTIVATIONS)),
+        "strategy": STRATEGIES,
+        "cache": CACHES,
     }
 
 
@@ -82,7 +88,7 @@ def _add_dataclass_options(parser: argparse.ArgumentParser, cls, title: str, ski
             default=argparse.SUPPRESS,
             choices=choices.get(f.name),
             metavar=f.name.upper() if f.name not in choices else None,
-            help=f"(default: {f.default!r})",
+            help=f"{field_help(f)} (default: {f.default!r})".replace("%", "%%"),
         )
 
 
@@ -94,53 +100,78 @@ def _overrides(args: argparse.Namespace, cls) -> dict:
 # ---- train -----------------------------------------------------------------------------
 
 
-def cmd_train(args: argparse.Namespace) -> int:
-    from .checkpoint import read_json
+def _resume_config(out: Path, args, model_over: dict) -> tuple:
+    """The run's own configs, after checking that the options given agree with them."""
+    from .checkpoint import has_run, read_state
     from .model import ModelConfig
-    from .train import STATE_JSON, TrainConfig, Trainer
+    from .train import TrainConfig
+
+    if not has_run(out):
+        raise SystemExit(f"ddlm train: --resume given, but {out} holds no run to resume")
+    state = read_state(out)
+    stored = ModelConfig.from_dict(state["model_config"])
+    asked = ModelConfig.preset(args.preset, **model_over).to_dict() if args.preset else model_over
+    clash = {k: v for k, v in asked.items() if getattr(stored, k) != v}
+    if clash:
+        said = ", ".join(
+            f"--{k.replace('_', '-')} {v!r} (the run has {getattr(stored, k)!r})"
+            for k, v in sorted(clash.items())
+        )
+        raise SystemExit(
+            f"ddlm train: the run in {out} was started with another model config: {said}; "
+            "drop those options to resume it, or train into a new --out"
+        )
+    tcfg = TrainConfig.from_dict({**state["train_config"], **_overrides(args, TrainConfig)})
+    return stored, tcfg, state["step"]
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from tqdm.auto import tqdm
+
+    from .ar import is_autoregressive
+    from .callbacks import LogSamples
+    from .model import DiffusionLM, ModelConfig
+    from .train import TrainConfig, Trainer
 
     out = Path(args.out)
     model_over = _overrides(args, ModelConfig)
-    train_over = _overrides(args, TrainConfig)
     if args.arch is not None:
         model_over["causal"] = args.arch == "ar"
     if args.resume:
-        if not (out / STATE_JSON).exists():
-            raise SystemExit(f"ddlm train: --resume given, but {out} holds no run to resume")
-        state = read_json(out / STATE_JSON)
-        mcfg = ModelConfig.from_dict(state["model_config"])
-        clash = {k: v for k, v in model_over.items() if getattr(mcfg, k) != v}
-        if clash or args.preset is not None:
-            raise SystemExit(
-                f"ddlm train: the run in {out} has its own model config; drop --preset and the "
-                f"model options {sorted(clash)} when resuming"
-            )
-        tcfg = TrainConfig(**{**state["train_config"], **train_over})
-        if state["step"] >= tcfg.steps:
-            print(
-                f"{out} already reached step {state['step']} (--steps {tcfg.steps}); nothing to do."
-            )
+        mcfg, tcfg, step = _resume_config(out, args, model_over)
+        if step >= tcfg.steps:
+            print(f"{out} already reached step {step} (--steps {tcfg.steps}); nothing to do.")
             return 0
     elif args.init_from is not None:
-        from .pretrained import load_pretrained
-
         if model_over or args.preset is not None:
             raise SystemExit(
                 "ddlm train: --init-from takes the model config from the checkpoint; drop "
                 f"--preset and the model options {sorted(model_over)}"
             )
         try:
-            model = load_pretrained(args.init_from)
+            mcfg = DiffusionLM.from_pretrained(args.init_from).train()
         except (FileNotFoundError, ValueError) as err:
             raise SystemExit(f"ddlm train: --init-from {args.init_from}: {err}") from err
-        mcfg, tcfg = model, TrainConfig(**train_over)
+        tcfg = TrainConfig(**_overrides(args, TrainConfig))
     else:
         mcfg = ModelConfig.preset(args.preset or "tiny", **model_over)
-        tcfg = TrainConfig(**train_over)
+        tcfg = TrainConfig(**_overrides(args, TrainConfig))
     trainer = Trainer(mcfg, tcfg, data=args.data, out_dir=out, resume=args.resume)
+    if args.sample_every and trainer.is_main:
+        prompt = bytes(trainer.val_data[:32].tolist())
+        trainer.callbacks.append(
+            LogSamples(
+                trainer.model,
+                prompt,
+                args.sample_every,
+                args.sample_length,
+                args.sample_steps,
+                echo=tqdm.write,
+            )
+        )
     if trainer.is_main:
         n = trainer.model.num_params()
-        kind = "an autoregressive" if trainer.model.config.causal else "a diffusion"
+        kind = "an autoregressive" if is_autoregressive(trainer.model) else "a diffusion"
         print(
             f"training {kind} model: {n:,} parameters on {trainer.device}, amp={tcfg.amp} -> {out}"
         )
@@ -167,100 +198,114 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(
             f"step {result['step']} {result['status']}" + (f", val_loss {val:.4f}" if val else "")
         )
-    if received:
-        return 128 + received[0]
-    return 0
+    return 128 + received[0] if received else 0
 
 
 # ---- eval ------------------------------------------------------------------------------
 
 
+def _trained_length(checkpoint: str, model) -> tuple[int, str]:
+    """The sequence length a checkpoint was trained at (its train_config.json), and whence."""
+    from .model import resolve_checkpoint
+
+    path = resolve_checkpoint(checkpoint) / "train_config.json"
+    if path.exists():
+        seq_len = json.loads(path.read_text()).get("seq_len")
+        if isinstance(seq_len, int) and 0 < seq_len <= model.config.max_seq_len:
+            return seq_len, f"the length it was trained at, from {path.name}"
+    return model.config.max_seq_len, "the model's max_seq_len (no train_config.json found)"
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     import torch
 
+    from . import ar
     from .data import load_corpus, split
-    from .diffusion import ar_bits_per_byte, bits_per_byte
+    from .model import DiffusionLM
     from .precision import resolve_device
-    from .pretrained import load_pretrained
 
     device = resolve_device(args.device)
-    model = load_pretrained(args.checkpoint, map_location=device)
+    model = DiffusionLM.from_pretrained(args.checkpoint, map_location=device)
     corpus = load_corpus(args.data)
-    train, val = split(corpus, args.val_fraction)
-    data = val if args.split == "val" else train
-    seq_len = min(args.seq_len, model.config.max_seq_len - (1 if model.config.causal else 0))
+    if args.split == "all":
+        data = corpus
+    else:
+        train, val = split(corpus, args.val_fraction)
+        data = val if args.split == "val" else train
+    if args.seq_len is not None:
+        seq_len, why = args.seq_len, "--seq-len"
+        if seq_len > model.config.max_seq_len:
+            raise ValueError(
+                f"--seq-len {seq_len} exceeds the model's max_seq_len={model.config.max_seq_len}"
+            )
+    else:
+        seq_len, why = _trained_length(args.checkpoint, model)
     t0 = time.perf_counter()
     with torch.no_grad():
-        if model.config.causal:
-            r = ar_bits_per_byte(
-                model, data, seq_len=seq_len, max_chunks=args.max_chunks, device=device
-            )
-        else:
-            r = bits_per_byte(
-                model,
-                data,
-                seq_len=seq_len,
-                n_samples=args.samples,
-                estimator=args.estimator,
-                max_chunks=args.max_chunks,
-                device=device,
-                progress=not args.json,
-            )
+        r = ar.evaluate(
+            model,
+            data,
+            seq_len,
+            max_chunks=args.max_chunks,
+            device=device,
+            n_samples=args.samples,
+            estimator=args.estimator,
+            progress=not args.json,
+        )
     result = {
         **r.to_dict(),
-        "arch": "ar" if model.config.causal else "diffusion",
+        "arch": "ar" if ar.is_autoregressive(model) else "diffusion",
         "split": args.split,
         "data": str(args.data),
         "seq_len": seq_len,
+        "bytes_available": len(data),
         "seconds": round(time.perf_counter() - t0, 2),
     }
     if args.json:
         print(json.dumps(result))
-    else:
-        kind = "exact" if model.config.causal else "ELBO upper bound"
-        err = (
-            ""
-            if model.config.causal
-            else f" +/- {r.stderr:.4f} (stderr, {r.n_samples} samples/seq)"
-        )
-        print(
-            f"{args.split} bits per byte ({kind}): {r.bits_per_byte:.4f}{err} "
-            f"over {r.n_bytes:,} bytes"
-        )
+        return 0
+    exact = r.estimator == "exact-ar"
+    kind = "exact" if exact else f"ELBO upper bound, estimator {r.estimator}"
+    err = "" if exact else f" +/- {r.stderr:.4f} (stderr, {r.n_samples} samples/window)"
+    print(f"windows of {seq_len} bytes ({why})")
+    print(
+        f"{args.split} bits per byte ({kind}): {r.bits_per_byte:.4f}{err} "
+        f"over {r.n_bytes:,} of the split's {len(data):,} bytes"
+    )
     return 0
 
 
 # ---- sample / infill -------------------------------------------------------------------
 
 
-def _show_step(total: int):
-    def show(step: int, trace_step) -> None:
-        print(f"[{step:>3}/{total}] {trace_step.text()!r}", flush=True)
+def _loaded(args):
+    """The checkpoint on --device, and the autocast context to sample under."""
+    from .model import DiffusionLM
+    from .precision import autocast, resolve_amp, resolve_device
 
-    return show
+    device = resolve_device(args.device)
+    model = DiffusionLM.from_pretrained(args.checkpoint, map_location=device)
+    return model, autocast(device, resolve_amp("auto", device))
+
+
+def _show_step(step: int, state) -> None:
+    print(f"[{step:>3}] {state.text()!r}", flush=True)
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
-    from .pretrained import load_pretrained
-    from .sampling import generate, generate_ar
+    from .ar import sample
+    from .sampling import SamplerConfig
 
-    model = load_pretrained(args.checkpoint)
-    if model.config.causal:
-        g = generate_ar(
-            model, args.prompt, args.length, temperature=args.temperature, seed=args.seed
-        )
-    else:
-        g = generate(
+    config = SamplerConfig(**_overrides(args, SamplerConfig))
+    model, precision = _loaded(args)
+    with precision:
+        g = sample(
             model,
             args.prompt,
             args.length,
-            args.steps,
-            strategy=args.strategy,
-            block_length=args.block_length,
-            temperature=args.temperature,
-            threshold=args.threshold,
+            config,
             seed=args.seed,
-            callback=_show_step(args.steps) if args.show_steps else None,
+            callback=_show_step if args.show_steps else None,
         )
     if args.show_steps:
         print(f"--- {g.nfe} network evaluations ---")
@@ -269,24 +314,19 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 
 def cmd_infill(args: argparse.Namespace) -> int:
-    from .pretrained import load_pretrained
-    from .sampling import infill
+    from .sampling import SamplerConfig, infill
 
-    model = load_pretrained(args.checkpoint)
-    holes = args.text.count("\u2588")
-    steps = args.steps or holes
-    g = infill(
-        model,
-        args.text,
-        steps=steps,
-        strategy=args.strategy,
-        block_length=args.block_length,
-        temperature=args.temperature,
-        threshold=args.threshold,
-        seed=args.seed,
-        callback=_show_step(steps) if args.show_steps else None,
-    )
-    print(g.text)
+    config = SamplerConfig(**_overrides(args, SamplerConfig))
+    model, precision = _loaded(args)
+    with precision:
+        g = infill(
+            model,
+            args.text,
+            config,
+            seed=args.seed,
+            callback=_show_step if args.show_steps else None,
+        )
+    print(g.full_text)
     return 0
 
 
@@ -294,20 +334,17 @@ def cmd_infill(args: argparse.Namespace) -> int:
 
 
 def _sampling_options(p: argparse.ArgumentParser) -> None:
-    from .sampling import STRATEGIES
+    from .sampling import SamplerConfig
 
     p.add_argument(
         "--checkpoint",
         default="tiny",
         help="a run/model directory or a shipped name (default: tiny)",
     )
-    p.add_argument("--steps", type=int, help="denoising steps")
-    p.add_argument("--strategy", choices=STRATEGIES, default="low_confidence")
-    p.add_argument("--block-length", type=int, default=None, help="semi-autoregressive block size")
-    p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
-    p.add_argument("--threshold", type=float, default=None, help="confidence threshold in (0, 1]")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="where to run")
+    p.add_argument("--seed", type=int, default=0, help="seeds the sampler's choices (default: 0)")
     p.add_argument("--show-steps", action="store_true", help="print every denoising step")
+    _add_dataclass_options(p, SamplerConfig, "sampler options")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -329,7 +366,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--arch", choices=("diffusion", "ar"), default=None, help="diffusion (default) or ar"
     )
-    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --out (options that agree with the run may be repeated)",
+    )
     p.add_argument(
         "--init-from",
         default=None,
@@ -337,32 +378,67 @@ def build_parser() -> argparse.ArgumentParser:
         help="fine-tune: start from these weights (a model directory or a shipped name); "
         "ignored with --resume, which continues from the run's own checkpoint",
     )
+    g = p.add_argument_group("logged samples")
+    g.add_argument(
+        "--sample-every",
+        type=int,
+        default=100,
+        help="steps between logged samples (0 = never; default: 100)",
+    )
+    g.add_argument(
+        "--sample-length", type=int, default=64, help="bytes per logged sample (default: 64)"
+    )
+    g.add_argument(
+        "--sample-steps",
+        type=int,
+        default=32,
+        help="denoising steps per logged sample (default: 32)",
+    )
     _add_dataclass_options(p, TrainConfig, "training options")
     _add_dataclass_options(p, ModelConfig, "model options (override the preset)")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("eval", help="validation bits per byte of a checkpoint")
+    p = sub.add_parser("eval", help="bits per byte of a checkpoint on a corpus")
     p.add_argument("--checkpoint", required=True, help="a run/model directory or a shipped name")
-    p.add_argument("--data", default="pydoc")
-    p.add_argument("--split", choices=("val", "train"), default="val")
-    p.add_argument("--val-fraction", type=float, default=0.1)
-    p.add_argument("--seq-len", type=int, default=256)
     p.add_argument(
-        "--samples", type=int, default=8, help="Monte Carlo samples per sequence (diffusion)"
+        "--data", default="pydoc", help="a corpus name or a file/folder (default: pydoc)"
+    )
+    p.add_argument(
+        "--split",
+        choices=("val", "train", "all"),
+        default="val",
+        help="val = the last --val-fraction of the corpus (default), train = the rest, "
+        "all = every byte (a separate validation file)",
+    )
+    p.add_argument("--val-fraction", type=float, default=0.1, help="(default: 0.1)")
+    p.add_argument(
+        "--seq-len",
+        type=int,
+        default=None,
+        help="window length (default: the length the checkpoint was trained at)",
+    )
+    p.add_argument(
+        "--samples",
+        type=int,
+        default=8,
+        help="Monte Carlo samples per window (diffusion; default: 8)",
     )
     p.add_argument(
         "--estimator", choices=("l", "t"), default="l", help="ELBO estimator (see bits_per_byte)"
     )
     p.add_argument(
-        "--max-chunks", type=int, default=64, help="evaluate at most this many sequences"
+        "--max-chunks",
+        type=int,
+        default=None,
+        help="evaluate at most this many evenly spaced windows (default: every window)",
     )
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("sample", help="generate text after a prompt")
     p.add_argument("--prompt", required=True)
-    p.add_argument("--length", type=int, default=128)
+    p.add_argument("--length", type=int, default=128, help="bytes to generate (default: 128)")
     _sampling_options(p)
     p.set_defaults(func=cmd_sample)
 
@@ -379,8 +455,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
-    if args.command == "sample" and args.steps is None:
-        args.steps = args.length
     try:
         return args.func(args)
     except (ValueError, FileNotFoundError, FileExistsError, ConnectionError) as e:

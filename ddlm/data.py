@@ -243,3 +243,36 @@ class Batcher:
 
     def set_state(self, state: torch.Tensor) -> None:
         self.generator.set_state(state)
+
+
+# ---- shaping batches -----------------------------------------------------------------
+
+
+def random_length(x0: torch.Tensor, frac: float, generator: torch.Generator) -> torch.Tensor:
+    """With probability `frac`, cut the batch (B, T) to a random length in min(16, T)..T.
+
+    A model trained only on full windows has never seen a short sequence; at sampling time
+    a short prompt plus answer is exactly that. LLaDA trains 1% of its data at random
+    lengths for this reason. Draws nothing when frac == 0.
+    """
+    if frac <= 0 or float(torch.rand(1, generator=generator)) >= frac:
+        return x0
+    T = x0.shape[1]
+    length = int(torch.randint(min(16, T), T + 1, (1,), generator=generator))
+    return x0[:, :length]
+
+
+def chunks(data: torch.Tensor, seq_len: int, max_chunks: int | None = None) -> torch.Tensor:
+    """Consecutive windows of `seq_len` bytes, (N, seq_len) int64, for evaluation.
+
+    With `max_chunks`, that many windows evenly spaced over the data (a partial evaluation
+    that still covers the whole split); otherwise every whole window.
+    """
+    n = len(data) // seq_len
+    if n == 0:
+        raise ValueError(f"need at least {seq_len} bytes to evaluate, got {len(data)}")
+    if max_chunks is not None and n > max_chunks:
+        starts = torch.linspace(0, (n - 1) * seq_len, max_chunks).long()
+    else:
+        starts = torch.arange(n) * seq_len
+    return torch.stack([data[s : s + seq_len] for s in starts.tolist()]).long()

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from .data import chunks
 from .tokenizer import MASK_ID, PAD_ID
 
 # Default smallest masking rate. LLaDA uses eps = 1e-3 (t ~ U[eps, 1]); the original
@@ -90,6 +91,24 @@ def mask_tokens(
     return torch.where(masked, torch.full_like(x0, MASK_ID), x0), masked
 
 
+def clean_prefix_length(
+    seq_len: int, prompt_frac: float, clean_prefix_frac: float, generator: torch.Generator
+) -> int:
+    """Bytes kept clean at the start of each training sequence.
+
+    `prompt_frac` keeps a fixed leading fraction clean. With probability `clean_prefix_frac`
+    a batch instead gets a clean prefix of random length k ~ U{0..T-17}: sampling continues a
+    prompt, a clean prefix followed by a solid run of MASKs, while plain training at a high
+    masking rate leaves clean bytes scattered everywhere, so a model can be good at one and
+    poor at the other (LLaDA's supervised stage never masks the prompt). Draws nothing when
+    clean_prefix_frac == 0.
+    """
+    fixed = int(prompt_frac * seq_len)
+    if clean_prefix_frac <= 0 or float(torch.rand(1, generator=generator)) >= clean_prefix_frac:
+        return fixed
+    return int(torch.randint(0, max(1, seq_len - 16), (1,), generator=generator))
+
+
 def diffusion_loss(
     model: Callable[..., torch.Tensor],
     x0: torch.Tensor,
@@ -114,7 +133,8 @@ def diffusion_loss(
     integral, which is why evaluation uses eps = 0 (see `bits_per_byte`).
 
     `prompt_len > 0` keeps the first prompt_len bytes of every sequence clean (LLaDA's
-    supervised form, Eq. 5, and the original project's prompt/answer split): only the
+    supervised form, Eq. 5; the original project did not train this way: its loss masks every
+    byte of a window, and its prompt exists only at sampling time): only the
     answer is masked, and the loss is per answer byte, a bound on -log p(answer | prompt).
     """
     B, T = x0.shape
@@ -136,23 +156,6 @@ def diffusion_loss(
     return weighted.sum() / real.sum().clamp_min(1)
 
 
-def ar_loss(
-    model: Callable[..., torch.Tensor],
-    x0: torch.Tensor,
-    attention_mask: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """Next-byte cross-entropy for a causal model (nats per predicted byte).
-
-    Position i predicts byte i + 1; padding targets are ignored.
-    """
-    logits = model(x0, attention_mask)[:, :-1]  # (B, T-1, V)
-    target = x0[:, 1:].clone()
-    if attention_mask is not None:
-        target[~attention_mask[:, 1:]] = -100
-    target[target == PAD_ID] = -100
-    return F.cross_entropy(logits.transpose(1, 2), target, ignore_index=-100)
-
-
 # ---- evaluation: bits per byte ------------------------------------------------------
 
 
@@ -168,18 +171,6 @@ class BitsPerByte:
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
-
-
-def _chunks(data: torch.Tensor, seq_len: int, max_chunks: int | None) -> torch.Tensor:
-    n = len(data) // seq_len
-    if n == 0:
-        raise ValueError(f"need at least {seq_len} bytes to evaluate, got {len(data)}")
-    if max_chunks is not None and n > max_chunks:
-        # Evenly spaced chunks, so a partial evaluation still covers the whole split.
-        starts = torch.linspace(0, (n - 1) * seq_len, max_chunks).long()
-    else:
-        starts = torch.arange(n) * seq_len
-    return torch.stack([data[s : s + seq_len] for s in starts.tolist()]).long()  # (N, seq_len)
 
 
 @torch.no_grad()
@@ -221,8 +212,8 @@ def bits_per_byte(
         raise ValueError(f"n_samples must be >= 1, got {n_samples}")
     if not 0 <= prompt_len < seq_len:
         raise ValueError(f"prompt_len must be in [0, {seq_len}), got {prompt_len}")
-    chunks = _chunks(data, seq_len, max_chunks)
-    N, L = chunks.shape
+    windows = chunks(data, seq_len, max_chunks)
+    N, L = windows.shape
     A = L - prompt_len  # bytes scored per chunk
     gen = torch.Generator().manual_seed(seed)
     per_draw = torch.empty(N, n_samples, dtype=torch.float64)  # nats per chunk, one per draw
@@ -231,7 +222,7 @@ def bits_per_byte(
     bar = tqdm(total=N * n_samples, desc="eval", disable=not progress, leave=False)
     for s in range(n_samples):
         for lo in range(0, N, batch_size):
-            x0 = chunks[lo : lo + batch_size]
+            x0 = windows[lo : lo + batch_size]
             b = len(x0)
             u = (
                 torch.rand(1, generator=gen) + (s + torch.rand(b, generator=gen)) / n_samples
@@ -266,41 +257,3 @@ def bits_per_byte(
         flat = per_draw.flatten() * scale
         stderr = (flat.std() / math.sqrt(N)).item() if N > 1 else float("nan")
     return BitsPerByte(est, stderr, N * A, n_samples, f"elbo-{estimator}")
-
-
-@torch.no_grad()
-def ar_bits_per_byte(
-    model: Callable[..., torch.Tensor],
-    data: torch.Tensor,
-    seq_len: int = 256,
-    max_chunks: int | None = None,
-    batch_size: int = 16,
-    device: torch.device | str = "cpu",
-) -> BitsPerByte:
-    """Exact bits per byte of a causal model: chunks of seq_len + 1 bytes, the last
-    seq_len of each predicted from what precedes it within the chunk."""
-    chunks = _chunks(data, seq_len + 1, max_chunks)
-    total, count = 0.0, 0
-    for lo in range(0, len(chunks), batch_size):
-        x0 = chunks[lo : lo + batch_size]
-        logits = model(x0[:, :-1].to(device)).float().cpu()
-        total += F.cross_entropy(logits.transpose(1, 2), x0[:, 1:], reduction="sum").item()
-        count += x0[:, 1:].numel()
-    return BitsPerByte(total / count / math.log(2), 0.0, count, 1, "exact-ar")
-
-
-@torch.no_grad()
-def continuation_bits_per_byte(
-    ar_model: Callable[..., torch.Tensor], prompt: torch.Tensor, continuation: torch.Tensor
-) -> float:
-    """Bits per byte that a causal model assigns to `continuation` given `prompt` (1-D ids).
-
-    Used to judge samples: lower means the continuation reads more like the corpus to an
-    independent autoregressive model.
-    """
-    if len(prompt) == 0 or len(continuation) == 0:
-        raise ValueError("prompt and continuation must both be non-empty")
-    ids = torch.cat([prompt, continuation]).long()[None]
-    device = next(ar_model.parameters()).device
-    logits = ar_model(ids[:, :-1].to(device)).float().cpu()[0, len(prompt) - 1 :]
-    return F.cross_entropy(logits, continuation.long(), reduction="mean").item() / math.log(2)

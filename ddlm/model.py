@@ -11,43 +11,57 @@ masked sequence x_t it predicts, at every position, a distribution over the orig
 The same class with `causal=True` is the autoregressive baseline of the same size.
 Nothing here knows about time t: like LLaDA, the model infers the noise level from how
 many MASKs it sees.
+
+Weights live in a folder of two files, config.json and model.safetensors (the Hugging Face
+layout); `DiffusionLM.from_pretrained` is the one loader, for shipped names and folders alike.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
 
 from .attention import LatentAttention, LayerCache, MultiHeadAttention, build_attention_mask
+from .configs import from_dict, option
 from .ffn import ACTIVATIONS, GatedFFN, ffn_hidden_size
+from .files import CheckpointError, load_tensors, read_json, refuse_pickle, save_tensors, write_json
 from .norm import RMSNorm
 from .tokenizer import VOCAB_SIZE
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+# The small checkpoints shipped in the repository's data/ folder (found from an editable
+# install or a checkout on sys.path).
+CHECKPOINT_DIR = Path(__file__).resolve().parent.parent / "data" / "checkpoints"
+SHIPPED = ("tiny", "tiny-ar")
 
 
 @dataclass
 class ModelConfig:
-    vocab_size: int = VOCAB_SIZE  # 256 bytes + PAD, MASK, EOS
-    dim: int = 192  # width of the residual stream
-    n_layers: int = 6  # number of Transformer blocks
-    n_heads: int = 6  # attention heads; head width is dim // n_heads
-    attention: str = "mla"  # "mla" (latent attention) or "mha" (plain multi-head)
-    kv_latent_dim: int = 64  # MLA: width of the compressed key/value latent c_kv
-    q_latent_dim: int | None = None  # MLA: width of a query latent; None = full-rank queries
-    rope: str = "full"  # MLA: "full" (rotate per-head q, k) or "decoupled" (DeepSeek-V2)
-    rope_dim: int | None = (
-        None  # rotary features per head; None = head width (full) or half (decoupled)
+    vocab_size: int = option(VOCAB_SIZE, "256 bytes + PAD, MASK, EOS")
+    dim: int = option(192, "width of the residual stream")
+    n_layers: int = option(6, "number of Transformer blocks")
+    n_heads: int = option(6, "attention heads; head width is dim // n_heads")
+    attention: str = option("mla", "'mla' (latent attention) or 'mha' (plain multi-head)")
+    kv_latent_dim: int = option(64, "MLA: width of the compressed key/value latent c_kv")
+    q_latent_dim: int | None = option(None, "MLA: width of a query latent; None = full rank")
+    rope: str = option("full", "MLA: 'full' (rotate per-head q, k) or 'decoupled' (DeepSeek-V2)")
+    rope_dim: int | None = option(
+        None, "rotary features per head; None = head width (full) or half of it (decoupled)"
     )
-    rope_theta: float = 10000.0  # RoPE base; larger = slower-turning pairs, longer reach
-    ffn_activation: str = "mish"  # gate activation: "mish", "silu" (SwiGLU) or "gelu"
-    ffn_hidden: int | None = None  # FFN hidden width; None = 8/3 * dim rounded up to 64
-    max_seq_len: int = 1024  # longest sequence the model accepts (prompt + answer)
-    causal: bool = False  # True = autoregressive baseline (causal mask, next-byte loss)
-    norm_eps: float = 1e-6  # RMSNorm epsilon
-    dropout: float = 0.0  # dropout on attention weights, FFN output and embeddings
+    rope_theta: float = option(10000.0, "RoPE base; larger = slower-turning pairs, longer reach")
+    ffn_activation: str = option("mish", "gate activation: 'mish', 'silu' (SwiGLU) or 'gelu'")
+    ffn_hidden: int | None = option(None, "FFN hidden width; None = 8/3 * dim rounded up to 64")
+    max_seq_len: int = option(1024, "longest sequence the model accepts (prompt + answer)")
+    causal: bool = option(False, "True = autoregressive twin (causal mask, next-byte loss)")
+    norm_eps: float = option(1e-6, "RMSNorm epsilon")
+    dropout: float = option(0.0, "dropout on attention weights, FFN output and embeddings")
 
     def __post_init__(self) -> None:
         def bad(field: str, why: str) -> ValueError:
@@ -110,13 +124,7 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> ModelConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(
-                f"unknown ModelConfig fields {unknown}; known fields are {sorted(known)}"
-            )
-        return cls(**d)
+        return from_dict(cls, d)
 
 
 PRESETS: dict[str, dict] = {
@@ -196,13 +204,13 @@ class DiffusionLM(nn.Module):
         """ids (B, T) int64, attention_mask (B, T) bool or None -> logits (B, T, vocab) float32.
 
         `cache` (from `new_cache`) is an optional prefix cache: in "record" mode the full
-        sequence is processed and the prefix stored; in "use" mode `ids` holds only the
-        positions after the prefix, and logits are returned for those positions.
+        sequence is processed and the prefix stored; in "use" (or "extend") mode `ids` holds
+        only the positions after the prefix, and logits are returned for those positions.
         """
         if ids.dim() != 2:
             raise ValueError(f"ids must be (B, T), got shape {tuple(ids.shape)}")
         T = ids.shape[1]
-        start = cache[0].prefix_len if cache is not None and cache[0].mode == "use" else 0
+        start = cache[0].prefix_len if cache is not None and cache[0].mode != "record" else 0
         if start + T > self.config.max_seq_len:
             raise ValueError(
                 f"sequence length {start + T} exceeds the model's "
@@ -254,17 +262,106 @@ class DiffusionLM(nn.Module):
         """Numbers kept per token by a key/value cache, summed over layers."""
         return sum(b.attn.kv_cache_elements_per_token() for b in self.blocks)
 
-    # ---- files (implemented in ddlm.checkpoint) -------------------------------------
+    # ---- files: config.json + model.safetensors ---------------------------------------
 
-    def save_pretrained(self, directory) -> None:
-        """Write `config.json` and `model.safetensors` into `directory`."""
-        from .checkpoint import save_pretrained
-
-        save_pretrained(self, directory)
+    def save_pretrained(self, directory: str | os.PathLike, step: int | None = None) -> None:
+        """Write config.json and model.safetensors into `directory` (created if needed)."""
+        directory = Path(directory)
+        refuse_pickle(directory)
+        meta = {"format": "ddlm", "step": str(step if step is not None else -1)}
+        write_json(directory / CONFIG_NAME, self.config.to_dict())
+        save_tensors(directory / WEIGHTS_NAME, dict(self.state_dict()), meta)
 
     @classmethod
-    def from_pretrained(cls, directory, map_location: str | torch.device = "cpu") -> DiffusionLM:
-        """Build a model from `config.json` and load `model.safetensors` (no pickle involved)."""
-        from .checkpoint import from_pretrained
+    def from_pretrained(
+        cls,
+        name_or_dir: str | os.PathLike,
+        map_location: str | torch.device = "cpu",
+        config: ModelConfig | None = None,
+    ) -> DiffusionLM:
+        """The one loader: a shipped model by name ("tiny", "tiny-ar") or a directory holding
+        config.json and model.safetensors (a run directory works). Returned in eval mode.
 
-        return from_pretrained(directory, map_location=map_location)
+        If `config` is given it must equal the stored one (otherwise CheckpointError).
+        Nothing is unpickled.
+        """
+        directory = resolve_checkpoint(name_or_dir)
+        try:
+            stored = ModelConfig.from_dict(read_json(directory / CONFIG_NAME))
+        except (TypeError, ValueError) as e:
+            if isinstance(e, CheckpointError):
+                raise
+            raise CheckpointError(
+                f"{directory / CONFIG_NAME} is not a valid ModelConfig ({e})"
+            ) from e
+        if config is not None and config != stored:
+            diff = {
+                k: (v, getattr(stored, k))
+                for k, v in config.to_dict().items()
+                if getattr(stored, k) != v
+            }
+            raise CheckpointError(
+                f"checkpoint config differs from the requested one: {diff} (requested, stored)"
+            )
+        model = cls(stored)
+        weights = directory / WEIGHTS_NAME
+        model.load_weights(load_tensors(weights), str(weights))
+        return model.to(map_location).eval()
+
+    def load_weights(self, tensors: dict[str, torch.Tensor], source: str) -> None:
+        """Copy `tensors` into the model, with a clear error if they belong to another model."""
+        own = self.state_dict()
+        missing = sorted(set(own) - set(tensors))
+        unexpected = sorted(set(tensors) - set(own))
+        wrong = [k for k in own if k in tensors and own[k].shape != tensors[k].shape]
+        details = []
+        if missing:
+            details.append(f"missing {missing[:3]}{' ...' if len(missing) > 3 else ''}")
+        if unexpected:
+            details.append(f"unexpected {unexpected[:3]}{' ...' if len(unexpected) > 3 else ''}")
+        if wrong:
+            k = wrong[0]
+            details.append(
+                f"{k} has shape {tuple(tensors[k].shape)}, model wants {tuple(own[k].shape)}"
+            )
+        if details:
+            raise CheckpointError(
+                f"the weights in {source} do not match this model's config: " + "; ".join(details)
+            )
+        self.load_state_dict(tensors)
+
+
+def resolve_checkpoint(name_or_dir: str | os.PathLike) -> Path:
+    """The directory of a shipped checkpoint name, or `name_or_dir` itself once checked."""
+    name = str(name_or_dir)
+    if name in SHIPPED:
+        path = CHECKPOINT_DIR / name
+        if not path.is_dir():
+            raise CheckpointError(
+                f"shipped checkpoint {name!r} not found at {path}; it comes with a checkout of the "
+                "repository (install with `pip install -e .` from the checkout)"
+            )
+        return path
+    path = Path(name).expanduser()
+    refuse_pickle(path)
+    if not path.exists():
+        raise CheckpointError(
+            f"{name!r} is neither a shipped checkpoint ({', '.join(SHIPPED)}) nor a directory"
+        )
+    if not path.is_dir():
+        raise CheckpointError(f"{path} is not a directory holding {CONFIG_NAME} and {WEIGHTS_NAME}")
+    return path
+
+
+def load_pretrained(
+    name_or_dir: str | os.PathLike, map_location: str | torch.device = "cpu"
+) -> DiffusionLM:
+    """Alias of `DiffusionLM.from_pretrained` (the name the notebooks use)."""
+    return DiffusionLM.from_pretrained(name_or_dir, map_location=map_location)
+
+
+def require_arch(model: DiffusionLM, causal: bool, caller: str, alternative: str) -> None:
+    """Refuse a model of the other architecture, naming the function to use instead."""
+    if bool(model.config.causal) != causal:
+        kind = "a causal (autoregressive)" if model.config.causal else "a bidirectional (diffusion)"
+        raise ValueError(f"{caller} got {kind} model; use {alternative} for it")

@@ -2,53 +2,102 @@
 
 Nie et al., "Large Language Diffusion Models" (LLaDA), arXiv 2502.09992, Algorithms 4 and 5
 and the semi-autoregressive schedule; Wu et al., "Fast-dLLM", arXiv 2505.22618 (confidence
-threshold); Zheng et al., arXiv 2409.02908 (Gumbel noise in low precision).
+threshold, prefix cache); Zheng et al., arXiv 2409.02908 (Gumbel noise in low precision).
 
 Start: the prompt, then `length` MASKs. Each step runs the network once (one "NFE"),
 predicts a byte for every masked position, and *reveals* some of them; the rest stay masked
-for later steps. Revealed bytes are never changed again.
+("remasked") for later steps. Revealed bytes are never changed again.
 
-How many to reveal. With m positions still masked and r steps left, a step reveals
-k = ceil(m / r). Over N steps this is LLaDA's even split: m = 10, N = 4 gives 3, 3, 2, 2.
-With `block_length`, the answer is cut into blocks decoded left to right (semi-autoregressive),
-each block getting steps / n_blocks steps of its own.
+How many to reveal (`reveal_count`). With m positions still masked and r steps left, a step
+reveals k = ceil(m / r). Over N steps this is LLaDA's even split: m = 10, N = 4 gives
+3, 3, 2, 2. With `block_length`, the answer is cut into blocks decoded left to right
+(semi-autoregressive), each block getting steps / n_blocks steps of its own.
 
-Which to reveal (`strategy`):
+Which to reveal (`choose_reveals`, by `SamplerConfig.strategy`):
 * "low_confidence" (LLaDA Alg. 5): the k masked positions whose predicted byte has the
   highest probability. Uncertain positions stay masked and are predicted again later, with
   more context.
-* "random" (LLaDA Alg. 4, the original project's sampler): k masked positions chosen
-  uniformly. Alg. 4 keeps each masked position masked with probability s/t (t = current,
-  s = next time); choosing exactly the expected number, as LLaDA's code does, keeps NFE fixed.
+* "random" (LLaDA Alg. 4): k masked positions chosen uniformly. Alg. 4 keeps each masked
+  position masked with probability s/t (t = current, s = next time); choosing exactly the
+  expected number, as LLaDA's code does, keeps NFE fixed.
 * `threshold=tau` (Fast-dLLM): additionally reveal every masked position whose confidence is
   at least tau. Confident steps reveal many bytes, so fewer network evaluations are needed;
   the k above is kept as a floor, so generation still ends within `steps`.
 
-Every intermediate state is kept in `Generation.trace`, which widgets replay without ever
-re-running the model.
+All of these options live in one validated `SamplerConfig`; `generate`, `infill`, the CLI and
+the widgets pass it to `denoise`, the loop itself. Every intermediate state is kept in
+`Generation.trace`, which widgets replay without ever re-running the model.
 
-Shapes: ids (B, T) int64; trace entries (T,) int16 / float16 / bool.
+Shapes: ids (B, T) int64; fill (B, T) bool; trace entries (T,) int16 / float16 / bool.
 """
 
 from __future__ import annotations
 
-import math
+import contextlib
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
 
+from .configs import option
+from .model import require_arch
 from .tokenizer import MASK_ID, N_BYTES, PAD_ID, ByteTokenizer
 
 STRATEGIES = ("low_confidence", "random")
-
-
-def _fresh_seed() -> int:
-    """A seed drawn from torch's global generator: seed=None follows torch.manual_seed."""
-    return int(torch.randint(0, 2**62, (1,)).item())
-
+CACHES = (None, "prefix")
 
 _tok = ByteTokenizer()
+
+
+@dataclass(frozen=True)
+class SamplerConfig:
+    """How to run the reverse process. Validated once, here; everyone else trusts it."""
+
+    steps: int | None = option(None, "network evaluations; None = one per byte to fill")
+    strategy: str = option(
+        "low_confidence", "which masks to reveal: 'low_confidence' (surest first) or 'random'"
+    )
+    block_length: int | None = option(
+        None, "decode in blocks of this many bytes, left to right; None = one block"
+    )
+    temperature: float = option(0.0, "0 = take the most likely byte; > 0 = sample (Gumbel-max)")
+    threshold: float | None = option(
+        None, "also reveal every mask at least this confident (Fast-dLLM); None = off"
+    )
+    cache: str | None = option(None, "'prefix' = reuse the prompt's keys/values; None = off")
+    cache_refresh: int | None = option(
+        None, "with cache='prefix': recompute it every this many steps; None = per block"
+    )
+
+    def __post_init__(self) -> None:
+        def bad(name: str, why: str) -> ValueError:
+            return ValueError(f"SamplerConfig.{name}={getattr(self, name)!r}: {why}")
+
+        if self.steps is not None and (not isinstance(self.steps, int) or self.steps < 1):
+            raise bad("steps", "must be a positive integer or None")
+        if self.strategy not in STRATEGIES:
+            raise bad("strategy", f"choose one of {STRATEGIES}")
+        if self.block_length is not None and (
+            not isinstance(self.block_length, int) or self.block_length < 1
+        ):
+            raise bad("block_length", "must be a positive integer or None")
+        if self.temperature < 0:
+            raise bad("temperature", "must be >= 0")
+        if self.threshold is not None and not 0.0 < self.threshold <= 1.0:
+            raise bad("threshold", "must be in (0, 1] or None")
+        if self.cache not in CACHES:
+            raise bad("cache", f"choose one of {CACHES}")
+        if self.cache_refresh is not None and (self.cache is None or self.cache_refresh < 1):
+            raise bad("cache_refresh", "must be a positive number of steps, with cache='prefix'")
+
+    def with_options(self, **options) -> SamplerConfig:
+        """A copy with some fields changed (validated again); unknown names are an error."""
+        known = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise ValueError(f"unknown sampler options {unknown}; known: {sorted(known)}")
+        return dataclasses.replace(self, **options)
 
 
 @dataclass
@@ -60,56 +109,58 @@ class TraceStep:
     confidence: torch.Tensor  # float16: probability of that guess; NaN where nothing was masked
     revealed: torch.Tensor  # bool: positions revealed at this step
 
+    @classmethod
+    def start(cls, ids: torch.Tensor) -> TraceStep:
+        """The state before any step: nothing predicted, nothing revealed."""
+        T = ids.shape[0]
+        nan = torch.full((T,), float("nan"), dtype=torch.float16)
+        return cls(ids.short().cpu(), ids.short().cpu(), nan, torch.zeros(T, dtype=torch.bool))
+
     def text(self) -> str:
         return _tok.decode(self.ids.long())
+
+    def crop(self, n: int) -> TraceStep:
+        return TraceStep(self.ids[:n], self.predicted[:n], self.confidence[:n], self.revealed[:n])
 
 
 @dataclass
 class Generation:
-    """The result of `generate`, `infill` or `generate_ar`."""
+    """The result of `generate`, `infill` or `ar.generate_ar`."""
 
-    ids: torch.Tensor  # (T,) int64: prompt + generated bytes (padding removed)
-    prompt_length: int  # bytes of prompt before the generated region (generate/generate_ar)
+    ids: torch.Tensor  # (T,) int64: the whole sequence (prompt and generated bytes)
     fill: torch.Tensor  # (T,) bool: positions that were generated
     nfe: int  # network evaluations used
     trace: list[TraceStep] = field(default_factory=list)  # trace[0] is the starting state
 
     @property
+    def prompt_length(self) -> int:
+        """Bytes before the first generated one (the prompt, for `generate`)."""
+        filled = self.fill.nonzero()
+        return int(filled[0, 0]) if len(filled) else len(self.ids)
+
+    @property
     def text(self) -> str:
-        """The generated bytes, decoded (for infill: the whole filled-in text)."""
-        if self.prompt_length < 0:
-            return _tok.decode(self.ids)
+        """The generated bytes alone, decoded."""
         return _tok.decode(self.ids[self.fill])
 
     @property
     def full_text(self) -> str:
+        """The whole sequence, decoded (for infill: the text with its holes filled)."""
         return _tok.decode(self.ids)
 
     @property
     def steps(self) -> int:
         return len(self.trace) - 1
 
-
-def _device(model) -> torch.device:
-    return next(model.parameters()).device
-
-
-def _check_model(model, causal: bool, fn: str) -> None:
-    if bool(model.config.causal) != causal:
-        kind = "a causal (autoregressive)" if model.config.causal else "a bidirectional (diffusion)"
-        other = "generate_ar" if model.config.causal else "generate or infill"
-        raise ValueError(f"{fn} got {kind} model; use {other} for it")
+    def crop(self, n: int) -> Generation:
+        """The first n positions (drops a batch's right padding)."""
+        return Generation(self.ids[:n], self.fill[:n], self.nfe, [s.crop(n) for s in self.trace])
 
 
-def _as_prompts(prompt) -> tuple[list[torch.Tensor], bool]:
-    single = isinstance(prompt, (str, bytes, bytearray))
-    prompts = [prompt] if single else list(prompt)
-    if not prompts:
-        raise ValueError("no prompt given")
-    return [_tok.encode(p) for p in prompts], single
+# ---- one step's pieces ----------------------------------------------------------------
 
 
-def _pick_next(
+def pick_bytes(
     logits: torch.Tensor, temperature: float, generator: torch.Generator
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Predicted bytes and their probabilities from logits (B, T, V) -> (B, T), (B, T).
@@ -130,330 +181,255 @@ def _pick_next(
     return pred, probs.gather(-1, pred.unsqueeze(-1)).squeeze(-1)
 
 
+def reveal_count(n_masked: torch.Tensor, steps_left: torch.Tensor) -> torch.Tensor:
+    """k = ceil(m / r) per row: spread the m masks still to reveal evenly over r steps."""
+    r = steps_left.clamp_min(1)
+    return torch.div(n_masked + r - 1, r, rounding_mode="floor")
+
+
+def block_index(fill: torch.Tensor, block_length: int | None) -> torch.Tensor:
+    """(B, T) the block of each position: its rank among the row's fill positions // length."""
+    if block_length is None:
+        return torch.zeros_like(fill, dtype=torch.long)
+    return ((fill.long().cumsum(1) - 1) // block_length).clamp_min(0)
+
+
+def current_block(masked: torch.Tensor, block_of: torch.Tensor) -> torch.Tensor:
+    """(B,) the block each row is decoding: the lowest block that still holds a mask."""
+    far = torch.iinfo(block_of.dtype).max
+    return torch.where(masked, block_of, torch.full_like(block_of, far)).amin(1)
+
+
+def choose_reveals(
+    conf: torch.Tensor,
+    active: torch.Tensor,
+    k: torch.Tensor,
+    config: SamplerConfig,
+    generator: torch.Generator,
+) -> torch.Tensor:
+    """(B, T) bool: the k `active` positions to reveal per row (plus, with a threshold, every
+    active position at least that confident)."""
+    if config.strategy == "low_confidence":
+        score = conf.clone()
+    else:
+        score = torch.rand(conf.shape, generator=generator).to(conf.device)
+    score[~active] = float("-inf")
+    rank = score.argsort(1, descending=True).argsort(1)
+    reveal = active & (rank < k[:, None])
+    if config.threshold is not None:
+        reveal |= active & (conf >= config.threshold)
+    return reveal
+
+
+# ---- the loop ---------------------------------------------------------------------------
+
+
 @torch.no_grad()
-def _denoise(
+def denoise(
     model,
     ids: torch.Tensor,
-    attention_mask: torch.Tensor,
     fill: torch.Tensor,
-    steps: int,
-    strategy: str,
-    block_length: int | None,
-    temperature: float,
-    threshold: float | None,
-    seed: int | None,
+    config: SamplerConfig,
+    *,
+    attention_mask: torch.Tensor | None = None,
+    seed: int | None = None,
     callback: Callable[[int, TraceStep], None] | None = None,
-    cache: str | None = None,
-    cache_refresh: int | None = None,
-) -> tuple[torch.Tensor, list[list[TraceStep]], list[int]]:
-    """The shared reverse-process loop. ids (B, T) with MASK at `fill` positions."""
+) -> list[Generation]:
+    """Run the reverse process on ids (B, T), generating the positions where `fill` is True.
+
+    Whatever `ids` holds at those positions is replaced by MASK first. `attention_mask`
+    (B, T) marks real positions (False = padding). `callback(nfe, state)` is called after
+    every step with the first row's new TraceStep (for live display). Returns one
+    Generation per row.
+    """
+    require_arch(model, False, "denoise", "ddlm.ar.generate_ar")
     B, T = ids.shape
-    n_fill = fill.sum(1)  # (B,)
-    longest = int(n_fill.max())
-    if block_length is None:
-        n_blocks = 1
-        block_of = torch.zeros_like(ids)
-    else:
-        n_blocks = math.ceil(longest / block_length)
-        block_of = ((fill.cumsum(1) - 1) // block_length).clamp_min(0)  # (B, T) block index
+    longest = int(fill.sum(1).max())
+    if longest == 0:
+        raise ValueError("nothing to fill: `fill` is False everywhere")
+    steps = config.steps or longest
+    if steps > longest:
+        raise ValueError(f"steps={steps} is more than the {longest} positions to fill")
+    n_blocks = -(-longest // config.block_length) if config.block_length else 1
     if steps % n_blocks:
         raise ValueError(f"steps={steps} must be a multiple of the number of blocks ({n_blocks})")
-    steps_per_block = steps // n_blocks
+    per_block = steps // n_blocks
+    device = next(model.parameters()).device
     gen = torch.Generator().manual_seed(seed if seed is not None else _fresh_seed())
-    device = _device(model)
-    ids, attention_mask, fill = ids.to(device), attention_mask.to(device), fill.to(device)
-    block_of = block_of.to(device)
-
-    nan = torch.full((T,), float("nan"), dtype=torch.float16)
-    traces = [
-        [
-            TraceStep(
-                ids[b].short().cpu(), ids[b].short().cpu(), nan, torch.zeros(T, dtype=torch.bool)
+    ids = torch.where(fill, MASK_ID, ids).to(device)
+    fill = fill.to(device)
+    block_of = block_index(fill, config.block_length)
+    network = _Network(model, attention_mask, config)
+    traces = [[TraceStep.start(row)] for row in ids]
+    nfe = torch.zeros(B, dtype=torch.long)
+    block = torch.zeros(B, dtype=torch.long, device=device)
+    used = torch.zeros(B, dtype=torch.long, device=device)  # steps spent in the current block
+    with _eval_mode(model):
+        while bool((masked := ids == MASK_ID).any()):
+            now = current_block(masked, block_of)
+            used = torch.where(now == block, used, torch.zeros_like(used))
+            block, live = now, masked.any(1)
+            active = masked & (block_of == block[:, None])
+            pred, conf = pick_bytes(
+                network(ids, block_of == block[:, None]), config.temperature, gen
             )
-        ]
-        for b in range(B)
-    ]
-    nfe = [0] * B
-    block = torch.zeros(B, dtype=torch.long, device=device)  # current block per row
-    used = torch.zeros(B, dtype=torch.long, device=device)  # steps used inside current block
-    prefix = _PrefixCache(model, cache_refresh) if cache is not None else None
+            k = reveal_count(active.sum(1), per_block - used)
+            reveal = choose_reveals(conf, active, k, config, gen)
+            ids = torch.where(reveal, pred, ids)
+            used += live.long()
+            nfe += live.long().cpu()
+            _record(traces, live, ids, pred, torch.where(masked, conf, float("nan")), reveal)
+            if callback is not None:
+                callback(int(nfe[0]), traces[0][-1])
+    return [Generation(ids[b].cpu(), fill[b].cpu(), int(nfe[b]), traces[b]) for b in range(B)]
+
+
+def _record(traces, live, ids, pred, conf, reveal) -> None:
+    for b in torch.nonzero(live).flatten().tolist():
+        traces[b].append(
+            TraceStep(
+                ids[b].short().cpu(), pred[b].short().cpu(), conf[b].half().cpu(), reveal[b].cpu()
+            )
+        )
+
+
+@contextlib.contextmanager
+def _eval_mode(model):
     was_training = model.training
     model.eval()
     try:
-        while True:
-            masked = ids == MASK_ID  # (B, T)
-            # Advance rows whose current block is finished.
-            while True:
-                active = masked & (block_of == block[:, None])
-                done_block = ~active.any(1) & masked.any(1)
-                if not bool(done_block.any()):
-                    break
-                block = torch.where(done_block, block + 1, block)
-                used = torch.where(done_block, torch.zeros_like(used), used)
-            live = masked.any(1)  # rows with work left
-            if not bool(live.any()):
-                break
-            if cache is None:
-                logits = model(ids, attention_mask)
-            else:
-                logits = prefix.logits(ids, block, block_of, fill)
-            pred, conf = _pick_next(logits, temperature, gen)
-            m = active.sum(1)
-            left = (steps_per_block - used).clamp_min(1)
-            k = torch.div(m + left - 1, left, rounding_mode="floor")  # ceil(m / left)
-            if strategy == "low_confidence":
-                score = conf.clone()
-            else:
-                score = torch.rand(ids.shape, generator=gen).to(device)
-            score[~active] = float("-inf")
-            rank = score.argsort(1, descending=True).argsort(1)
-            reveal = active & (rank < k[:, None])
-            if threshold is not None:
-                reveal |= active & (conf >= threshold)
-            ids = torch.where(reveal, pred, ids)
-            used += live.long()
-            for b in range(B):
-                if not bool(live[b]):
-                    continue
-                nfe[b] += 1
-                c = torch.where(masked[b], conf[b], torch.full_like(conf[b], float("nan")))
-                traces[b].append(
-                    TraceStep(
-                        ids[b].short().cpu(), pred[b].short().cpu(), c.half().cpu(), reveal[b].cpu()
-                    )
-                )
-            if callback is not None:
-                callback(nfe[0], traces[0][-1])
+        yield
     finally:
         model.train(was_training)
-    return ids.cpu(), traces, nfe
 
 
-class _PrefixCache:
-    """Fast-dLLM's prefix cache for one sequence (arXiv 2505.22618, "prefix KV cache").
+def _fresh_seed() -> int:
+    """A seed drawn from torch's global generator: seed=None follows torch.manual_seed."""
+    return int(torch.randint(0, 2**62, (1,)).item())
 
-    Everything before the current block (the prompt and finished blocks) is the prefix. At the
-    first step of a block, or every `refresh` steps, the whole sequence runs and each layer
-    stores what it needs of the prefix (`DiffusionLM.new_cache`); the other steps run only the
-    current and later positions. In a bidirectional model the prefix's keys and values would
-    change as the block fills in, so this is an approximation; refresh=1 makes it exact.
+
+class _Network:
+    """One network evaluation per step: a plain forward pass, or Fast-dLLM's prefix cache.
+
+    Prefix cache (arXiv 2505.22618, "prefix KV cache"; one sequence, no padding): everything
+    before the current block (the prompt and finished blocks) is the prefix. At the first
+    step of a block, or every `cache_refresh` steps, the whole sequence runs and each layer
+    stores what it needs of the prefix (`DiffusionLM.new_cache`); the other steps run only
+    the current and later positions. In a bidirectional model the prefix's keys and values
+    would change as the block fills in, so this is an approximation; refresh=1 makes it exact.
     """
 
-    def __init__(self, model, refresh: int | None):
-        self.model, self.refresh = model, refresh
-        self.layers, self.block, self.age = None, -1, 0
+    def __init__(self, model, attention_mask: torch.Tensor | None, config: SamplerConfig):
+        self.model, self.refresh = model, config.cache_refresh
+        self.cached = config.cache == "prefix"
+        if attention_mask is not None:
+            attention_mask = attention_mask.to(next(model.parameters()).device)
+        self.attention_mask = attention_mask
+        self.layers, self.start, self.age = None, -1, 0
 
-    def logits(self, ids, block, block_of, fill) -> torch.Tensor:
-        b = int(block[0])
-        start = int((fill[0] & (block_of[0] == b)).nonzero()[0, 0])  # first position of the block
-        stale = (
-            self.layers is None or b != self.block or (self.refresh and self.age >= self.refresh)
-        )
+    def __call__(self, ids: torch.Tensor, in_block: torch.Tensor) -> torch.Tensor:
+        if not self.cached:
+            return self.model(ids, self.attention_mask)  # (B, T, V)
+        start = int(in_block[0].nonzero()[0, 0])  # first position of the current block
         if start == 0:  # nothing before the block: no prefix to cache
             return self.model(ids)
-        if stale:
-            self.layers, self.block, self.age = self.model.new_cache(start), b, 1
+        stale = self.layers is None or start != self.start
+        if stale or (self.refresh and self.age >= self.refresh):
+            self.layers, self.start, self.age = self.model.new_cache(start), start, 1
             return self.model(ids, cache=self.layers)
         self.age += 1
         for layer in self.layers:
             layer.mode = "use"
         suffix = self.model(ids[:, start:], cache=self.layers)  # (1, T - start, V)
-        full = torch.zeros(ids.shape[0], ids.shape[1], suffix.shape[-1], device=suffix.device)
+        full = suffix.new_zeros(ids.shape[0], ids.shape[1], suffix.shape[-1])
         full[:, start:] = suffix  # positions before `start` are never masked: ignored
         return full
 
 
-def _validate(model, steps, strategy, threshold, temperature) -> None:
-    _check_model(model, False, "generate")
-    if strategy not in STRATEGIES:
-        raise ValueError(f"unknown strategy {strategy!r}; choose one of {STRATEGIES}")
-    if not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be a positive integer, got {steps!r}")
-    if threshold is not None and not 0.0 < threshold <= 1.0:
-        raise ValueError(f"threshold must be in (0, 1], got {threshold}")
-    if temperature < 0:
-        raise ValueError(f"temperature must be >= 0, got {temperature}")
+# ---- the two entry points ---------------------------------------------------------------
 
 
 def generate(
     model,
     prompt: str | bytes | Sequence[str | bytes],
     length: int,
-    steps: int,
-    strategy: str = "low_confidence",
-    block_length: int | None = None,
-    temperature: float = 0.0,
-    threshold: float | None = None,
+    config: SamplerConfig | None = None,
+    *,
     seed: int | None = None,
     callback: Callable[[int, TraceStep], None] | None = None,
-    cache: str | None = None,
-    cache_refresh: int | None = None,
+    **options,
 ) -> Generation | list[Generation]:
-    """Generate `length` bytes after `prompt` with the reverse process (see module docstring).
+    """Generate `length` bytes after `prompt` with the reverse process (module docstring).
 
-    `prompt` may be a list of prompts of different lengths: they are decoded together in
-    one batch (right-padded) and a list of Generations is returned. `callback(step, state)`
-    is called after every step with the first sequence's new TraceStep (for live display).
-
-    `cache="prefix"` reuses the prompt's (and finished blocks') keys and values within a block
-    (see `_PrefixCache`; one prompt at a time), refreshed at each block's first step, or every
-    `cache_refresh` steps.
+    `config` holds the sampler's options; keyword `options` (steps=, strategy=, ...) change
+    single fields of it. `prompt` may be a list of prompts of different lengths: they are
+    decoded together in one batch (right-padded). One prompt gives one Generation, a list
+    gives a list.
     """
-    _validate(model, steps, strategy, threshold, temperature)
+    config = (config or SamplerConfig()).with_options(**options)
+    single = isinstance(prompt, (str, bytes, bytearray))
+    prompts = [_tok.encode(p) for p in ([prompt] if single else list(prompt))]
+    if not prompts:
+        raise ValueError("no prompt given")
     if not isinstance(length, int) or length <= 0:
         raise ValueError(f"length must be a positive integer, got {length!r}")
-    if steps > length:
-        raise ValueError(
-            f"steps={steps} is more than the {length} positions to fill; use steps <= length"
-        )
-    if block_length is not None:
-        if block_length <= 0 or length % block_length:
-            raise ValueError(
-                f"block_length={block_length} must be positive and divide length={length}"
-            )
-    prompts, single = _as_prompts(prompt)
-    if cache not in (None, "prefix"):
-        raise ValueError(f"cache must be None or 'prefix', got {cache!r}")
-    if cache is not None and len(prompts) > 1:
+    if config.block_length is not None and length % config.block_length:
+        raise ValueError(f"block_length={config.block_length} must divide length={length}")
+    if config.cache is not None and len(prompts) > 1:
         raise ValueError("cache='prefix' decodes one prompt at a time; pass a single prompt")
-    if cache_refresh is not None and cache_refresh < 1:
-        raise ValueError(f"cache_refresh must be a positive number of steps, got {cache_refresh}")
-    T = max(len(p) for p in prompts) + length
-    if T > model.config.max_seq_len:
+    longest = max(len(p) for p in prompts)
+    if longest + length > model.config.max_seq_len:
         raise ValueError(
-            f"prompt ({max(len(p) for p in prompts)} bytes) + length ({length}) = {T} exceeds the "
+            f"prompt ({longest} bytes) + length ({length}) = {longest + length} exceeds the "
             f"model's context of {model.config.max_seq_len} bytes"
         )
-    B = len(prompts)
-    ids = torch.full((B, T), PAD_ID, dtype=torch.long)
-    fill = torch.zeros(B, T, dtype=torch.bool)
+    ids = torch.full((len(prompts), longest + length), PAD_ID, dtype=torch.long)
+    fill = torch.zeros(ids.shape, dtype=torch.bool)
     for b, p in enumerate(prompts):
         ids[b, : len(p)] = p
-        ids[b, len(p) : len(p) + length] = MASK_ID
         fill[b, len(p) : len(p) + length] = True
-    attention_mask = ids != PAD_ID
-    out, traces, nfe = _denoise(
+    real = (ids != PAD_ID) | fill
+    gens = denoise(
         model,
         ids,
-        attention_mask,
         fill,
-        steps,
-        strategy,
-        block_length,
-        temperature,
-        threshold,
-        seed,
-        callback,
-        cache,
-        cache_refresh,
+        config,
+        attention_mask=None if real.all() else real,
+        seed=seed,
+        callback=callback,
     )
-    gens = []
-    for b, p in enumerate(prompts):
-        n = len(p) + length
-        trace = [_crop(s, n) for s in traces[b]]
-        gens.append(Generation(out[b, :n], len(p), fill[b, :n], nfe[b], trace))
+    gens = [g.crop(len(p) + length) for g, p in zip(gens, prompts)]
     return gens[0] if single else gens
-
-
-def _crop(step: TraceStep, n: int) -> TraceStep:
-    return TraceStep(step.ids[:n], step.predicted[:n], step.confidence[:n], step.revealed[:n])
 
 
 def infill(
     model,
     text: str | bytes,
-    steps: int | None = None,
-    strategy: str = "low_confidence",
-    block_length: int | None = None,
-    temperature: float = 0.0,
-    threshold: float | None = None,
-    seed: int | None = None,
+    config: SamplerConfig | None = None,
+    *,
     spans: Sequence[tuple[int, int]] | None = None,
+    seed: int | None = None,
     callback: Callable[[int, TraceStep], None] | None = None,
+    **options,
 ) -> Generation:
     """Fill the holes of `text`: every `█` (U+2588) stands for exactly one byte to generate.
 
     Holes may be anywhere: the model uses the text on both sides, which a left-to-right
     model cannot. `spans`, a list of (start, end) byte offsets into the text, marks further
     bytes to regenerate. `steps` defaults to the number of holes (one byte per step).
+    `Generation.full_text` is the filled-in text.
     """
+    config = (config or SamplerConfig()).with_options(**options)
     ids = _tok.encode(text, glyph_as_mask=True)
-    if spans:
-        for start, end in spans:
-            if not 0 <= start < end <= len(ids):
-                raise ValueError(f"span ({start}, {end}) is outside the text's {len(ids)} bytes")
-            ids[start:end] = MASK_ID
+    for start, end in spans or ():
+        if not 0 <= start < end <= len(ids):
+            raise ValueError(f"span ({start}, {end}) is outside the text's {len(ids)} bytes")
+        ids[start:end] = MASK_ID
     fill = ids == MASK_ID
-    n = int(fill.sum())
-    if n == 0:
+    if not bool(fill.any()):
         raise ValueError(f"nothing to fill in {text!r}: mark each byte to fill with the glyph █")
-    steps = n if steps is None else steps
-    _validate(model, steps, strategy, threshold, temperature)
-    if steps > n:
-        raise ValueError(f"steps={steps} is more than the {n} positions to fill")
     if len(ids) > model.config.max_seq_len:
         raise ValueError(
             f"text of {len(ids)} bytes exceeds the model's context of {model.config.max_seq_len}"
         )
-    if block_length is not None and block_length <= 0:
-        raise ValueError(f"block_length must be positive, got {block_length}")
-    out, traces, nfe = _denoise(
-        model,
-        ids[None],
-        torch.ones(1, len(ids), dtype=torch.bool),
-        fill[None],
-        steps,
-        strategy,
-        block_length,
-        temperature,
-        threshold,
-        seed,
-        callback,
-    )
-    return Generation(out[0], -1, fill, nfe[0], traces[0])
-
-
-@torch.no_grad()
-def generate_ar(
-    model, prompt: str | bytes, length: int, temperature: float = 0.0, seed: int | None = None
-) -> Generation:
-    """Plain left-to-right sampling from a causal model, one byte per network evaluation.
-
-    Returns the same `Generation` (with a trace) so it can sit beside a diffusion sample.
-    """
-    _check_model(model, True, "generate_ar")
-    if not isinstance(length, int) or length <= 0:
-        raise ValueError(f"length must be a positive integer, got {length!r}")
-    if temperature < 0:
-        raise ValueError(f"temperature must be >= 0, got {temperature}")
-    p = _tok.encode(prompt)
-    if len(p) == 0:
-        raise ValueError("generate_ar needs a non-empty prompt (the first byte has no context)")
-    T = len(p) + length
-    if T > model.config.max_seq_len:
-        raise ValueError(
-            f"prompt + length = {T} exceeds the model's context of {model.config.max_seq_len}"
-        )
-    gen = torch.Generator().manual_seed(seed if seed is not None else _fresh_seed())
-    device = _device(model)
-    ids = torch.cat([p, torch.full((length,), MASK_ID, dtype=torch.long)]).to(device)
-    fill = torch.zeros(T, dtype=torch.bool)
-    fill[len(p) :] = True
-    nan = torch.full((T,), float("nan"), dtype=torch.float16)
-    trace = [TraceStep(ids.short().cpu(), ids.short().cpu(), nan, torch.zeros(T, dtype=torch.bool))]
-    was_training = model.training
-    model.eval()
-    try:
-        for i in range(len(p), T):
-            logits = model(ids[None, :i])[:, -1:]  # (1, 1, V): the next byte
-            pred, conf = _pick_next(logits, temperature, gen)
-            ids[i] = pred[0, 0]
-            revealed = torch.zeros(T, dtype=torch.bool)
-            revealed[i] = True
-            c = nan.clone()
-            c[i] = conf[0, 0].half().cpu()
-            predicted = ids.short().cpu()
-            trace.append(TraceStep(ids.short().cpu(), predicted, c, revealed))
-    finally:
-        model.train(was_training)
-    return Generation(ids.cpu(), len(p), fill, length, trace)
+    return denoise(model, ids[None], fill[None], config, seed=seed, callback=callback)[0]

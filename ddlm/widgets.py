@@ -21,7 +21,7 @@ import ipywidgets as W
 import torch
 
 from .diffusion import mask_tokens
-from .sampling import STRATEGIES, Generation, generate
+from .sampling import STRATEGIES, Generation, SamplerConfig, generate
 from .tokenizer import MASK_ID, ByteTokenizer
 from .viz import confidence_strip_html, sequence_html
 
@@ -75,7 +75,7 @@ def render_step(generation: Generation, step: int, show_prompt: bool = True) -> 
         f"<b>step {step} / {len(generation.trace) - 1}</b>: {masked} masked, "
         f"{new} revealed at this step"
     )
-    start = 0 if show_prompt or generation.prompt_length < 0 else generation.prompt_length
+    start = 0 if show_prompt else generation.prompt_length
     body = sequence_html(s.ids.long(), s.revealed, s.confidence, start=start)
     strip = confidence_strip_html(s.confidence, s.revealed)
     return f"<div>{caption}</div>{body}<div style='margin-top:4px'>confidence</div>{strip}"
@@ -120,17 +120,14 @@ def sampler_panel(model, prompt: str = "The ", length: int = 64, steps: int = 32
         status.value = "generating..."
         try:
             n = length_s.value
-            g = generate(
-                model,
-                prompt_box.value,
-                n,
-                min(steps_s.value, n),
+            config = SamplerConfig(
+                steps=min(steps_s.value, n),
                 strategy=strategy.value,
                 block_length=block.value or None,
                 temperature=temperature.value,
                 threshold=threshold.value if use_threshold.value else None,
-                seed=seed.value,
             )
+            g = generate(model, prompt_box.value, n, config, seed=seed.value)
         except Exception as e:  # show it in the panel, then let it propagate
             status.value = f"<span style='color:#b00'>error: {html.escape(str(e))}</span>"
             raise
