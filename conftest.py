@@ -27,3 +27,14 @@ def pytest_configure(config):
         os.makedirs(path, exist_ok=True)
         os.environ[var] = path
     tempfile.tempdir = None  # re-read TMPDIR
+
+
+def pytest_collection_modifyitems(config, items):
+    # Notebooks (nbval) and the browser tests take minutes: they belong to the slow set that
+    # CI runs and `pytest -m "not slow"` leaves out.
+    import pytest
+
+    for item in items:
+        path = str(item.path)
+        if path.endswith(".ipynb") or f"{os.sep}browser{os.sep}" in path:
+            item.add_marker(pytest.mark.slow)

@@ -44,7 +44,7 @@ else:
     _, val = split(load_corpus("pydoc"))
     prompt = bytes(val[:768].tolist())
     base = rss_mib()
-    ddlm.generate(model, prompt, 128, 32, block_length=32, seed=0, cache=arg)
+    ddlm.generate(model, prompt, 128, steps=32, block_length=32, seed=0, cache=arg)
 print(json.dumps({{"base_mib": base, "peak_mib": rss_mib()}}))
 """
 

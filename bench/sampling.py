@@ -27,8 +27,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from ddlm import generate, load_pretrained  # noqa: E402
+from ddlm.ar import continuation_bits_per_byte  # noqa: E402
 from ddlm.data import load_corpus, split  # noqa: E402
-from ddlm.diffusion import continuation_bits_per_byte  # noqa: E402
 from ddlm.quality import distinct_ngrams  # noqa: E402
 
 
@@ -61,7 +61,13 @@ def table(model, ar, val, args) -> dict:
             for th in (None, 0.9):
                 t0 = time.perf_counter()
                 gens = generate(
-                    model, prompts, args.length, steps, strategy=strategy, threshold=th, seed=0
+                    model,
+                    prompts,
+                    args.length,
+                    steps=steps,
+                    strategy=strategy,
+                    threshold=th,
+                    seed=0,
                 )
                 wall = (time.perf_counter() - t0) / len(gens)
                 nfe = statistics.mean(g.nfe for g in gens)
@@ -77,13 +83,13 @@ def threshold_curve(model, ar, data) -> list[str]:
     prompts, pairs = data["prompts"], data["pairs"]
     L = 128
     print("\n## 2. threshold decoding, steps = length = 128, low-confidence")
-    base_g = generate(model, prompts, L, L, seed=0)
+    base_g = generate(model, prompts, L, steps=L, seed=0)
     base = judge(ar, [pr for pr, _ in pairs], base_g)
     print(f"{'tau':>6} {'NFE/byte':>9} {'AR bpb':>7} {'ratio':>6} {'dist4':>6}")
     print(f"{'none':>6} {1.0:>9.3f} {base:>7.3f} {1.0:>6.3f} {distinct4(base_g):>6.3f}")
     lines = []
     for tau in (0.5, 0.7, 0.8, 0.9, 0.95):
-        gens = generate(model, prompts, L, L, threshold=tau, seed=0)
+        gens = generate(model, prompts, L, steps=L, threshold=tau, seed=0)
         nfe = statistics.mean(g.nfe for g in gens) / L
         bpb = judge(ar, [pr for pr, _ in pairs], gens)
         print(f"{tau:>6} {nfe:>9.3f} {bpb:>7.3f} {bpb / base:>6.3f} {distinct4(gens):>6.3f}")
@@ -107,7 +113,7 @@ def cache_bench(model, ar, val, n_prompts: int = 2) -> None:
     for cache in (None, "prefix"):
         t0 = time.perf_counter()
         gens = [
-            generate(model, bytes(p.tolist()), 128, 128, block_length=32, seed=0, cache=cache)
+            generate(model, bytes(p.tolist()), 128, steps=128, block_length=32, seed=0, cache=cache)
             for p in prompts
         ]
         wall = (time.perf_counter() - t0) / n_prompts

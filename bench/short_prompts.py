@@ -26,7 +26,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from ddlm import generate, load_pretrained  # noqa: E402
-from ddlm.diffusion import continuation_bits_per_byte  # noqa: E402
+from ddlm.ar import continuation_bits_per_byte  # noqa: E402
 from ddlm.quality import distinct_ngrams  # noqa: E402
 
 PROMPTS = [
@@ -65,7 +65,7 @@ def main() -> None:
         model = models[name]
         t0 = time.perf_counter()
         gens = generate(
-            model, PROMPTS, a.length, a.steps, strategy=strategy, temperature=temp, seed=0
+            model, PROMPTS, a.length, steps=a.steps, strategy=strategy, temperature=temp, seed=0
         )
         wall = (time.perf_counter() - t0) / len(PROMPTS)
         conts = [bytes(g.ids[g.fill].tolist()) for g in gens]

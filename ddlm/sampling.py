@@ -349,6 +349,15 @@ class _Network:
 # ---- the two entry points ---------------------------------------------------------------
 
 
+def _configured(config: SamplerConfig | None, options: dict) -> SamplerConfig:
+    if config is not None and not isinstance(config, SamplerConfig):
+        raise TypeError(
+            f"config must be a SamplerConfig, got {config!r}; pass single options by name, "
+            "e.g. steps=32"
+        )
+    return (config or SamplerConfig()).with_options(**options)
+
+
 def generate(
     model,
     prompt: str | bytes | Sequence[str | bytes],
@@ -366,7 +375,7 @@ def generate(
     decoded together in one batch (right-padded). One prompt gives one Generation, a list
     gives a list.
     """
-    config = (config or SamplerConfig()).with_options(**options)
+    config = _configured(config, options)
     single = isinstance(prompt, (str, bytes, bytearray))
     prompts = [_tok.encode(p) for p in ([prompt] if single else list(prompt))]
     if not prompts:
@@ -419,7 +428,7 @@ def infill(
     bytes to regenerate. `steps` defaults to the number of holes (one byte per step).
     `Generation.full_text` is the filled-in text.
     """
-    config = (config or SamplerConfig()).with_options(**options)
+    config = _configured(config, options)
     ids = _tok.encode(text, glyph_as_mask=True)
     for start, end in spans or ():
         if not 0 <= start < end <= len(ids):

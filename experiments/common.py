@@ -30,10 +30,8 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from ddlm import DiffusionLM, ModelConfig  # noqa: E402
-from ddlm.checkpoint import from_pretrained, save_pretrained  # noqa: E402
+from ddlm import DiffusionLM, ModelConfig, ar  # noqa: E402
 from ddlm.data import load_corpus, split  # noqa: E402
-from ddlm.diffusion import ar_bits_per_byte, bits_per_byte  # noqa: E402
 from ddlm.files import atomic_write_text  # noqa: E402
 from ddlm.train import TrainConfig, Trainer  # noqa: E402
 
@@ -53,7 +51,6 @@ RECIPE = dict(
     warmup_steps=40,
     eval_every=50,
     eval_batches=8,
-    sample_every=0,
     ckpt_every=0,
     log_every=50,
     device="cpu",
@@ -143,7 +140,7 @@ def train_run(
     if not settings.fresh and (run_dir / "record.json").exists():
         record = json.loads((run_dir / "record.json").read_text())
         print(f"  cached run {digest}: {record['label']}", flush=True)
-        return from_pretrained(run_dir, config=mcfg).eval(), record
+        return DiffusionLM.from_pretrained(run_dir, config=mcfg).eval(), record
     curve = {"step": [], "seconds": [], "val_loss": []}
 
     def on_record(r: dict) -> None:
@@ -172,7 +169,7 @@ def train_run(
         "tokens_per_s": tcfg.steps * tcfg.batch_size * tcfg.seq_len / result["elapsed_s"],
         "curve": curve,
     }
-    save_pretrained(net, run_dir, step=tcfg.steps)
+    net.save_pretrained(run_dir, step=tcfg.steps)
     atomic_write_text(run_dir / "record.json", json.dumps(record))
     print(
         f"  trained {record['label']}: val {curve['val_loss'][-1]:.3f} in {wall:.0f} s",
@@ -186,10 +183,7 @@ def val_bits(net: DiffusionLM, val: torch.Tensor, settings: Settings, seq_len: i
     with its standard error) for diffusion models. 64 chunks (8 with --quick)."""
     chunks = 8 if settings.quick else 64
     with torch.no_grad():
-        if net.config.causal:
-            r = ar_bits_per_byte(net, val, seq_len=seq_len, max_chunks=chunks)
-        else:
-            r = bits_per_byte(net, val, seq_len=seq_len, n_samples=8, max_chunks=chunks)
+        r = ar.evaluate(net, val, seq_len, max_chunks=chunks, n_samples=8)
     return r.to_dict()
 
 

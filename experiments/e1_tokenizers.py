@@ -25,8 +25,8 @@ import torch
 from common import corpus, mean_sd, parse_args, recipe, train_run, val_bits, write_result
 
 from ddlm import infill
-from ddlm.diffusion import _chunks
-from ddlm.sampling import _denoise
+from ddlm.data import chunks
+from ddlm.sampling import SamplerConfig, denoise
 from ddlm.tokenizer import MASK_ID, N_BYTES
 
 VOCABS = (512, 2048)
@@ -123,10 +123,8 @@ def bpe_infill(net, bpe: BPE, item: dict) -> bytes:
     k = len(bpe.encode(text[a:b]))  # oracle: the hole's own token count
     ids = torch.cat([left, torch.full((k,), MASK_ID), right])[None]
     fill = ids == MASK_ID
-    out, _, _ = _denoise(
-        net, ids, torch.ones_like(fill), fill, k, "low_confidence", None, 0.0, None, 0
-    )
-    return bpe.decode(out[0, len(left) : len(left) + k])
+    g = denoise(net, ids, fill, SamplerConfig(steps=k, strategy="low_confidence"), seed=0)[0]
+    return bpe.decode(g.ids[len(left) : len(left) + k])
 
 
 def main() -> None:
@@ -177,14 +175,14 @@ def main() -> None:
                 tag=name,
             )
             r = val_bits(net, val_ids, s, seq_len=seq_len)  # bits per *token*
-            chunks = _chunks(val_ids, seq_len, 8 if s.quick else 64)
-            n_bytes = sum(bpe.n_bytes(c) for c in chunks)
-            per_byte = r["bits_per_byte"] * chunks.numel() / n_bytes
+            windows = chunks(val_ids, seq_len, 8 if s.quick else 64)
+            n_bytes = sum(bpe.n_bytes(c) for c in windows)
+            per_byte = r["bits_per_byte"] * windows.numel() / n_bytes
             rec["val_bits"] = {
                 **r,
                 "bits_per_token": r["bits_per_byte"],
                 "bits_per_byte": per_byte,
-                "stderr": r["stderr"] * chunks.numel() / n_bytes,
+                "stderr": r["stderr"] * windows.numel() / n_bytes,
                 "n_bytes": n_bytes,
             }
             hits = [bpe_infill(net, bpe, it) == it["text"][it["start"] : it["end"]] for it in items]

@@ -21,7 +21,8 @@ import torch
 from common import corpus, mean_sd, parse_args, recipe, train_run, val_bits, write_result
 
 from ddlm import generate, load_pretrained
-from ddlm.diffusion import bits_per_byte, continuation_bits_per_byte
+from ddlm.ar import continuation_bits_per_byte
+from ddlm.diffusion import bits_per_byte
 from ddlm.quality import distinct_ngrams
 
 PROMPT_FRACS = (0.0, 0.5, 2 / 3)

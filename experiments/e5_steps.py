@@ -19,7 +19,7 @@ import torch
 from common import corpus, mean_sd, parse_args, write_result
 
 from ddlm import generate, load_pretrained
-from ddlm.diffusion import continuation_bits_per_byte
+from ddlm.ar import continuation_bits_per_byte
 from ddlm.quality import distinct_ngrams
 
 STEPS = (8, 16, 32, 64, 128, 256)
@@ -56,7 +56,13 @@ def main() -> None:
         for steps in steps_grid:
             t0 = time.perf_counter()
             gens = generate(
-                model, prompts, length, steps, strategy=strategy, temperature=temperature, seed=0
+                model,
+                prompts,
+                length,
+                steps=steps,
+                strategy=strategy,
+                temperature=temperature,
+                seed=0,
             )
             wall = time.perf_counter() - t0
             conts = [g.ids[g.fill] for g in gens]

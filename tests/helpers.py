@@ -7,3 +7,15 @@ def tiny_config(**overrides) -> ddlm.ModelConfig:
     """A model small enough for unit tests (milliseconds per forward)."""
     base = dict(dim=32, n_layers=2, n_heads=4, kv_latent_dim=16, max_seq_len=64)
     return ddlm.ModelConfig(**{**base, **overrides})
+
+
+# The command line's arguments for a model and a run small enough for tests (seconds).
+SMALL_MODEL_ARGS = ["--dim", "32", "--layers", "2", "--heads", "4", "--kv-latent-dim", "16"]
+SMALL_MODEL_ARGS += ["--max-seq-len", "64"]
+FAST_TRAIN_ARGS = ["--batch-size", "2", "--seq-len", "32", "--eval-every", "0"]
+FAST_TRAIN_ARGS += ["--sample-every", "0", "--amp", "off", "--device", "cpu"]
+
+
+def train_argv(out, *extra, data: str = "pydoc-topics") -> list[str]:
+    """`ddlm train` arguments for a small, fast run into `out`."""
+    return ["train", "--data", data, "--out", str(out), *SMALL_MODEL_ARGS, *FAST_TRAIN_ARGS, *extra]

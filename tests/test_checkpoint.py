@@ -5,7 +5,11 @@ import torch
 from helpers import tiny_config
 
 import ddlm
-from ddlm.checkpoint import CheckpointError, from_pretrained, load_tensors, save_tensors
+from ddlm import checkpoint
+from ddlm.files import CheckpointError, load_tensors, save_tensors
+from ddlm.train import TrainConfig, Trainer
+
+from_pretrained = ddlm.DiffusionLM.from_pretrained
 
 
 def test_round_trip(tmp_path):
@@ -88,3 +92,96 @@ def test_shipped_checkpoints_load(name):
     assert not model.training
     ids = torch.randint(0, 256, (1, 16))
     assert model(ids).shape == (1, 16, 259)
+
+
+def test_shipped_names_and_directories_share_one_loader(tmp_path):
+    shipped = ddlm.DiffusionLM.from_pretrained("tiny")
+    shipped.save_pretrained(tmp_path / "copy")
+    again = ddlm.load_pretrained(tmp_path / "copy")  # the alias is the same loader
+    assert again.config == shipped.config and not again.training
+    for a, b in zip(shipped.state_dict().values(), again.state_dict().values()):
+        assert torch.equal(a, b)
+    with pytest.raises(CheckpointError, match="neither a shipped checkpoint"):
+        from_pretrained("tiny-but-misspelt")
+
+
+def _cfg(steps: int) -> TrainConfig:
+    return TrainConfig(
+        steps=steps,
+        batch_size=2,
+        seq_len=16,
+        amp="off",
+        device="cpu",
+        eval_every=0,
+        ckpt_every=0,
+        log_every=1,
+        eval_batches=1,
+        warmup_steps=1,
+    )
+
+
+class Killed(BaseException):
+    """Stands for SIGKILL: nothing after it runs, not even `except Exception` handlers."""
+
+
+def test_a_kill_at_any_write_of_a_checkpoint_leaves_a_run_that_resumes_exactly(
+    tmp_path, small_corpus, monkeypatch
+):
+    import os
+    import shutil
+
+    straight = Trainer(tiny_config(), _cfg(4), small_corpus, out_dir=tmp_path / "s", progress=False)
+    straight.fit()
+    base = tmp_path / "base"
+    Trainer(tiny_config(), _cfg(2), small_corpus, out_dir=base, progress=False).fit()
+    real_replace, real_save_run = os.replace, checkpoint.save_run
+    renames_in_one_save = None
+    for k in range(10):
+        run = tmp_path / f"kill-at-{k}"
+        shutil.copytree(base, run)
+        calls = []
+
+        def replace(src, dst, k=k, calls=calls):
+            if len(calls) == k:
+                raise Killed
+            calls.append(dst)
+            real_replace(src, dst)
+
+        def save_run(*a, **kw):
+            monkeypatch.setattr(os, "replace", replace)
+            try:
+                real_save_run(*a, **kw)
+            finally:
+                monkeypatch.setattr(os, "replace", real_replace)
+
+        monkeypatch.setattr(checkpoint, "save_run", save_run)
+        t = Trainer(tiny_config(), _cfg(4), small_corpus, out_dir=run, resume=True, progress=False)
+        killed = False
+        try:
+            t.fit()
+        except Killed:
+            killed = True
+        monkeypatch.setattr(checkpoint, "save_run", real_save_run)
+        resumed = Trainer(
+            tiny_config(), _cfg(4), small_corpus, out_dir=run, resume=True, progress=False
+        )
+        assert resumed.step in (2, 4), (k, resumed.step)
+        assert ddlm.DiffusionLM.from_pretrained(run).config == tiny_config()
+        resumed.fit()
+        for a, b in zip(straight.model.state_dict().values(), resumed.model.state_dict().values()):
+            assert torch.equal(a, b), f"kill before rename {k}"
+        if not killed:
+            renames_in_one_save = k
+            break
+    # Every rename of a save was interrupted once: the step folder's three files, the
+    # pointer, and the exported config.json and model.safetensors.
+    assert renames_in_one_save == 6
+
+
+def test_save_run_keeps_one_step_folder_and_the_pointer_names_it(tmp_path, small_corpus):
+    cfg = TrainConfig(**{**_cfg(4).to_dict(), "ckpt_every": 2})
+    Trainer(tiny_config(), cfg, small_corpus, out_dir=tmp_path, progress=False).fit()
+    folders = sorted(p.name for p in tmp_path.glob("step-*"))
+    assert folders == ["step-00000004"]
+    assert json.loads((tmp_path / "checkpoint.json").read_text())["folder"] == folders[0]
+    assert checkpoint.read_state(tmp_path)["step"] == 4

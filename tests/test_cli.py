@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import os
 import signal
@@ -7,39 +8,27 @@ import time
 
 import pytest
 import torch
+from helpers import FAST_TRAIN_ARGS, SMALL_MODEL_ARGS, train_argv
 
+from ddlm import DiffusionLM
+from ddlm.checkpoint import read_state
 from ddlm.cli import main
 
-SMALL = [
-    "--dim",
-    "32",
-    "--layers",
-    "2",
-    "--heads",
-    "4",
-    "--kv-latent-dim",
-    "16",
-    "--max-seq-len",
-    "64",
-]
-FAST = [
-    "--batch-size",
-    "2",
-    "--seq-len",
-    "32",
-    "--eval-every",
-    "0",
-    "--sample-every",
-    "0",
-    "--amp",
-    "off",
-    "--device",
-    "cpu",
-]
+from_pretrained = DiffusionLM.from_pretrained
 
 
 def train(out, *extra):
-    return main(["train", "--data", "pydoc-topics", "--out", str(out), *SMALL, *FAST, *extra])
+    return main(train_argv(out, *extra))
+
+
+def run_cli(*args, check: bool = True) -> subprocess.CompletedProcess:
+    """The installed command line, as a user runs it (`python -m ddlm ...`)."""
+    r = subprocess.run(
+        [sys.executable, "-m", "ddlm", *map(str, args)], capture_output=True, text=True, timeout=300
+    )
+    if check:
+        assert r.returncode == 0, r.stderr
+    return r
 
 
 def test_train_eval_resume(tmp_path, capsys):
@@ -50,7 +39,7 @@ def test_train_eval_resume(tmp_path, capsys):
         main(["train", "--data", "pydoc-topics", "--out", str(out), "--steps", "6", "--resume"])
         == 0
     )
-    assert json.loads((out / "train_state.json").read_text())["step"] == 6
+    assert read_state(out)["step"] == 6
     capsys.readouterr()
     # Already complete: says so, exits 0.
     assert (
@@ -112,7 +101,7 @@ def test_ar_arch_and_exact_eval(tmp_path, capsys):
 def test_resume_refuses_model_changes(tmp_path):
     out = tmp_path / "run"
     train(out, "--steps", "2")
-    with pytest.raises(SystemExit, match="model options"):
+    with pytest.raises(SystemExit, match="another model config"):
         main(
             [
                 "train",
@@ -189,12 +178,13 @@ def test_sample_and_infill_from_shipped_checkpoint(capsys):
         == 0
     )
     out = capsys.readouterr().out
-    assert "[  1/4]" in out and "\u2588" in out and "4 network evaluations" in out
+    assert "[  1]" in out and "\u2588" in out and "4 network evaluations" in out
     assert main(["infill", "--checkpoint", "tiny", "--text", "The \u2588\u2588\u2588 of"]) == 0
     filled = capsys.readouterr().out.strip()
     assert filled.startswith("The ") and filled.endswith(" of") and "\u2588" not in filled
 
 
+@pytest.mark.slow
 def test_sigterm_saves_a_checkpoint(tmp_path):
     out = tmp_path / "run"
     cmd = [
@@ -206,8 +196,8 @@ def test_sigterm_saves_a_checkpoint(tmp_path):
         "pydoc-topics",
         "--out",
         str(out),
-        *SMALL,
-        *FAST,
+        *SMALL_MODEL_ARGS,
+        *FAST_TRAIN_ARGS,
         "--steps",
         "100000",
         "--ckpt-every",
@@ -228,8 +218,7 @@ def test_sigterm_saves_a_checkpoint(tmp_path):
             proc.kill()
     assert proc.returncode == 128 + signal.SIGTERM
     assert "saving a checkpoint" in err
-    state = json.loads((out / "train_state.json").read_text())
-    assert state["step"] >= 1
+    assert read_state(out)["step"] >= 1
 
 
 def test_python_dash_m_version():
@@ -240,8 +229,6 @@ def test_python_dash_m_version():
 
 
 def test_init_from_fine_tunes_given_weights(tmp_path):
-    from ddlm.checkpoint import from_pretrained
-
     base = tmp_path / "base"
     train(base, "--steps", "3")
     # A learning rate of ~0 leaves the weights where --init-from put them.
@@ -249,7 +236,7 @@ def test_init_from_fine_tunes_given_weights(tmp_path):
     assert (
         main(
             ["train", "--data", "pydoc-topics", "--out", str(out), "--init-from", str(base)]
-            + FAST
+            + FAST_TRAIN_ARGS
             + ["--steps", "1", "--lr", "1e-12", "--warmup-steps", "0"]
         )
         == 0
@@ -264,3 +251,84 @@ def test_init_from_fine_tunes_given_weights(tmp_path):
         main(["train", "--out", str(tmp_path / "x"), "--init-from", str(base), "--dim", "64"])
     with pytest.raises(SystemExit, match="--init-from"):
         main(["train", "--out", str(tmp_path / "y"), "--init-from", str(tmp_path / "missing")])
+
+
+# ---- the five behaviours a new user tripped over, each through the real command line ----
+
+
+def test_eval_defaults_to_the_length_the_run_was_trained_at(tmp_path):
+    out = tmp_path / "run"
+    assert train(out, "--steps", "2", "--arch", "ar") == 0  # seq_len 32, max_seq_len 64
+    r = run_cli("eval", "--checkpoint", out, "--data", "pydoc-topics", "--max-chunks", "4")
+    assert "windows of 32 bytes (the length it was trained at, from train_config.json)" in r.stdout
+    r = run_cli(
+        "eval", "--checkpoint", out, "--data", "pydoc-topics", "--max-chunks", "4", "--json"
+    )
+    assert json.loads(r.stdout)["seq_len"] == 32
+
+
+def test_eval_scores_the_whole_split_or_a_whole_separate_file(tmp_path):
+    out = tmp_path / "run"
+    assert train(out, "--steps", "2", "--arch", "ar") == 0
+    valid = tmp_path / "validation.txt"
+    valid.write_bytes(b"A separate validation file, every byte of which counts. " * 40)
+    r = run_cli("eval", "--checkpoint", out, "--data", valid, "--split", "all", "--json")
+    result = json.loads(r.stdout)
+    n = len(valid.read_bytes())
+    assert result["bytes_available"] == n and result["n_bytes"] == (n // 33) * 32
+    r = run_cli("eval", "--checkpoint", out, "--data", valid, "--split", "all")
+    assert f"over {(n // 33) * 32:,} of the split's {n:,} bytes" in r.stdout
+    # Without --max-chunks the default split (the last 10 %) is scored whole as well.
+    r = run_cli("eval", "--checkpoint", out, "--data", valid, "--json")
+    assert json.loads(r.stdout)["n_bytes"] == (int(n * 0.1) // 33) * 32
+
+
+def test_resume_accepts_the_same_command_and_names_a_real_conflict(tmp_path):
+    out = tmp_path / "run"
+    argv = train_argv(out, "--preset", "tiny", "--arch", "diffusion")
+    run_cli(*argv, "--steps", "2")
+    run_cli(*argv, "--steps", "3", "--resume")  # the same command, more steps, --resume appended
+    assert read_state(out)["step"] == 3
+    r = run_cli(*argv, "--steps", "4", "--resume", "--dim", "48", check=False)
+    assert r.returncode != 0
+    assert "--dim 48 (the run has 32)" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_sample_and_infill_take_a_device_and_the_prefix_cache():
+    r = run_cli(
+        "sample",
+        "--prompt",
+        "The ",
+        "--length",
+        "16",
+        "--steps",
+        "8",
+        "--block-length",
+        "8",
+        "--cache",
+        "prefix",
+        "--device",
+        "cpu",
+    )
+    assert r.stdout.startswith("The ") and "\u2588" not in r.stdout
+    r = run_cli("infill", "--text", "The \u2588\u2588\u2588 of", "--device", "cpu")
+    assert r.stdout.startswith("The ") and "\u2588" not in r.stdout
+    if not torch.cuda.is_available():
+        r = run_cli("sample", "--prompt", "a", "--length", "4", "--device", "cuda", check=False)
+        assert r.returncode == 1 and "no CUDA GPU" in r.stderr
+
+
+def test_help_explains_every_option():
+    train_help = " ".join(run_cli("train", "--help").stdout.split())  # undo line wrapping
+    assert "width of the residual stream" in train_help  # ModelConfig.dim
+    assert "linear warmup from 0 to lr" in train_help  # TrainConfig.warmup_steps
+    sample_help = " ".join(run_cli("sample", "--help").stdout.split())
+    assert "network evaluations" in sample_help and "at least this confident" in sample_help
+    from ddlm.configs import field_help
+    from ddlm.model import ModelConfig
+    from ddlm.sampling import SamplerConfig
+    from ddlm.train import TrainConfig
+
+    for cls in (ModelConfig, TrainConfig, SamplerConfig):
+        for f in dataclasses.fields(cls):
+            assert field_help(f), f"{cls.__name__}.{f.name} has no help text"

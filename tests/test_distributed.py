@@ -6,12 +6,16 @@ import shutil
 import subprocess
 import sys
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
-from ddlm.checkpoint import from_pretrained
+from ddlm import DiffusionLM
+
+from_pretrained = DiffusionLM.from_pretrained
 
 
+@pytest.mark.slow
 def test_torchrun_two_ranks_identical_weights(tmp_path):
     torchrun = shutil.which("torchrun") or os.path.join(os.path.dirname(sys.executable), "torchrun")
     out = tmp_path / "ddp"
@@ -25,7 +29,7 @@ def test_torchrun_two_ranks_identical_weights(tmp_path):
         "orig = tr.Trainer.close\n"
         "def close(self):\n"
         "    sd = {k: v.contiguous() for k, v in self.model.state_dict().items()}\n"
-        "    save_file(sd, os.path.join(sys.argv[1], f'rank{self.rank}.safetensors'))\n"
+        "    save_file(sd, os.path.join(sys.argv[1], f'rank{self.world.rank}.safetensors'))\n"
         "    orig(self)\n"
         "tr.Trainer.close = close\n"
         "raise SystemExit(main(sys.argv[2:]))\n"

@@ -17,6 +17,7 @@ def test_six_experiments():
     assert [p.stem.split("_")[0] for p in SCRIPTS] == ["e1", "e2", "e3", "e4", "e5", "e6"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.stem)
 def test_quick_run_writes_json(script, tmp_path):
     out, cache = tmp_path / "out", tmp_path / "cache"

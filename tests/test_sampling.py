@@ -5,7 +5,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import ddlm
-from ddlm.sampling import generate, generate_ar, infill
+from ddlm.ar import generate_ar
+from ddlm.sampling import (
+    SamplerConfig,
+    current_block,
+    denoise,
+    generate,
+    infill,
+    reveal_count,
+)
 from ddlm.tokenizer import MASK_GLYPH, MASK_ID
 
 
@@ -15,10 +23,10 @@ def model():
     return ddlm.DiffusionLM(tiny_config()).eval()
 
 
-@pytest.fixture(scope="module")
-def ar_model():
+@pytest.fixture(scope="module", params=["mla", "mha"])
+def ar_model(request):
     torch.manual_seed(0)
-    return ddlm.DiffusionLM(tiny_config(causal=True)).eval()
+    return ddlm.DiffusionLM(tiny_config(causal=True, attention=request.param)).eval()
 
 
 def check_trace(g, strategy):
@@ -48,7 +56,7 @@ def check_trace(g, strategy):
 def test_properties(model, prompt, length, data, strategy):
     steps = data.draw(st.integers(1, length))
     threshold = data.draw(st.one_of(st.none(), st.floats(0.01, 1.0)))
-    g = generate(model, prompt, length, steps, strategy=strategy, threshold=threshold, seed=1)
+    g = generate(model, prompt, length, steps=steps, strategy=strategy, threshold=threshold, seed=1)
     assert g.ids[: len(prompt)].tolist() == list(prompt)  # prompt untouched
     assert not (g.ids == MASK_ID).any()  # every mask filled
     assert len(g.ids) == len(prompt) + length
@@ -60,12 +68,12 @@ def test_properties(model, prompt, length, data, strategy):
 
 
 def test_even_split_schedule(model):
-    g = generate(model, "ab", 10, 4, seed=0)
+    g = generate(model, "ab", 10, steps=4, seed=0)
     assert [int(s.revealed.sum()) for s in g.trace[1:]] == [3, 3, 2, 2]
 
 
 def test_blocks_go_left_to_right(model):
-    g = generate(model, "ab", 12, 6, block_length=4, seed=0)
+    g = generate(model, "ab", 12, steps=6, block_length=4, seed=0)
     first_reveal = {}
     for i, s in enumerate(g.trace[1:], 1):
         for p in s.revealed.nonzero().flatten().tolist():
@@ -76,7 +84,7 @@ def test_blocks_go_left_to_right(model):
 
 
 def test_low_confidence_reveals_the_most_confident(model):
-    g = generate(model, "ab", 8, 4, seed=0)
+    g = generate(model, "ab", 8, steps=4, seed=0)
     s = g.trace[1]
     conf = s.confidence.float()
     chosen = conf[s.revealed]
@@ -85,15 +93,15 @@ def test_low_confidence_reveals_the_most_confident(model):
 
 
 def test_same_seed_same_output(model):
-    a = generate(model, "x", 16, 8, temperature=1.0, seed=7)
-    b = generate(model, "x", 16, 8, temperature=1.0, seed=7)
-    c = generate(model, "x", 16, 8, temperature=1.0, seed=8)
+    a = generate(model, "x", 16, steps=8, temperature=1.0, seed=7)
+    b = generate(model, "x", 16, steps=8, temperature=1.0, seed=7)
+    c = generate(model, "x", 16, steps=8, temperature=1.0, seed=8)
     assert torch.equal(a.ids, b.ids)
     assert not torch.equal(a.ids, c.ids)
 
 
 def test_threshold_one_at_least_one_per_step(model):
-    g = generate(model, "x", 8, 8, threshold=1.0, seed=0)
+    g = generate(model, "x", 8, steps=8, threshold=1.0, seed=0)
     assert g.nfe == 8  # nobody is that confident: one per step
 
 
@@ -110,14 +118,14 @@ def test_threshold_reduces_nfe_on_a_confident_model():
             out[..., 97] = 20.0
             return out
 
-    g = generate(Confident(), "x", 32, 32, threshold=0.9, seed=0)
+    g = generate(Confident(), "x", 32, steps=32, threshold=0.9, seed=0)
     assert g.nfe == 1 and g.text == "a" * 32
 
 
 def test_batch_of_prompts_of_different_lengths(model):
-    gens = generate(model, ["a", "hello there"], 8, 4, seed=0)
+    gens = generate(model, ["a", "hello there"], 8, steps=4, seed=0)
     assert [len(g.ids) for g in gens] == [9, 19]
-    single = generate(model, "hello there", 8, 4, seed=0)
+    single = generate(model, "hello there", 8, steps=4, seed=0)
     torch.testing.assert_close(gens[1].ids, single.ids)
     for g in gens:
         check_trace(g, "low_confidence")
@@ -126,7 +134,7 @@ def test_batch_of_prompts_of_different_lengths(model):
 def test_infill_fills_holes_only(model):
     text = "ab" + MASK_GLYPH * 3 + "cd" + MASK_GLYPH
     g = infill(model, text, seed=0)
-    assert g.nfe == 4 and MASK_GLYPH not in g.text
+    assert g.nfe == 4 and MASK_GLYPH not in g.full_text and len(g.text) == 4
     raw = g.ids.tolist()
     assert raw[:2] == [97, 98] and raw[5:7] == [99, 100] and len(raw) == 8
     check_trace(g, "low_confidence")
@@ -138,7 +146,7 @@ def test_generate_ar(ar_model):
     g = generate_ar(ar_model, "ab", 6, seed=0)
     assert g.nfe == 6 and len(g.ids) == 8 and g.ids[:2].tolist() == [97, 98]
     check_trace(g, "ar")
-    # Greedy AR equals argmax of the model step by step.
+    # Greedy AR with its key/value cache equals argmax of the full model, step by step.
     ids = torch.tensor([[97, 98]])
     for _ in range(6):
         nxt = ar_model(ids)[0, -1, :256].argmax()
@@ -167,7 +175,7 @@ def test_bad_input(model, kwargs, match):
 
 def test_wrong_kind_of_model(model, ar_model):
     with pytest.raises(ValueError, match="generate_ar"):
-        generate(ar_model, "a", 4, 4)
+        generate(ar_model, "a", 4, steps=4)
     with pytest.raises(ValueError, match="generate or infill"):
         generate_ar(model, "a", 4)
     with pytest.raises(ValueError, match="nothing to fill"):
@@ -175,7 +183,7 @@ def test_wrong_kind_of_model(model, ar_model):
 
 
 def test_trace_is_compact(model):
-    g = generate(model, "ab", 16, 8, seed=0)
+    g = generate(model, "ab", 16, steps=8, seed=0)
     s = g.trace[1]
     assert (
         s.ids.dtype == torch.int16
@@ -186,22 +194,22 @@ def test_trace_is_compact(model):
 
 def test_callback_sees_every_step(model):
     seen = []
-    generate(model, "ab", 8, 4, seed=0, callback=lambda i, s: seen.append((i, s.text())))
+    generate(model, "ab", 8, steps=4, seed=0, callback=lambda i, s: seen.append((i, s.text())))
     assert [i for i, _ in seen] == [1, 2, 3, 4]
     assert seen[0][1].count(MASK_GLYPH) == 6 and MASK_GLYPH not in seen[-1][1]
 
 
 def test_prefix_cache_refreshed_every_step_is_exact(model):
-    a = generate(model, "hello world", 16, 8, block_length=4, seed=0)
+    a = generate(model, "hello world", 16, steps=8, block_length=4, seed=0)
     b = generate(
-        model, "hello world", 16, 8, block_length=4, seed=0, cache="prefix", cache_refresh=1
+        model, "hello world", 16, steps=8, block_length=4, seed=0, cache="prefix", cache_refresh=1
     )
     assert torch.equal(a.ids, b.ids)
 
 
 @pytest.mark.parametrize("kw", [dict(), dict(block_length=4), dict(block_length=4, threshold=0.2)])
 def test_prefix_cache_fills_everything(model, kw):
-    g = generate(model, "hello world", 16, 8, seed=0, cache="prefix", **kw)
+    g = generate(model, "hello world", 16, steps=8, seed=0, cache="prefix", **kw)
     assert not (g.ids == MASK_ID).any() and g.ids[:11].tolist() == list(b"hello world")
     assert g.nfe <= 8
     check_trace(g, "low_confidence")
@@ -209,8 +217,64 @@ def test_prefix_cache_fills_everything(model, kw):
 
 def test_prefix_cache_errors(model):
     with pytest.raises(ValueError, match="cache"):
-        generate(model, "a", 4, 4, cache="full")
+        generate(model, "a", 4, steps=4, cache="full")
     with pytest.raises(ValueError, match="one prompt"):
-        generate(model, ["a", "b"], 4, 4, cache="prefix")
+        generate(model, ["a", "b"], 4, steps=4, cache="prefix")
     with pytest.raises(ValueError, match="cache_refresh"):
-        generate(model, "a", 4, 4, cache="prefix", cache_refresh=0)
+        generate(model, "a", 4, steps=4, cache="prefix", cache_refresh=0)
+
+
+def test_denoise_fills_exactly_the_positions_it_is_given(model):
+    ids = torch.tensor([list(b"abcdefgh"), list(b"ABCDEFGH")])
+    fill = torch.zeros(2, 8, dtype=torch.bool)
+    fill[0, [0, 3, 7]] = True  # either end and the middle: no prompt/answer split needed
+    fill[1, 2:5] = True
+    gens = denoise(model, ids, fill, SamplerConfig(), seed=0)
+    for g, row, f in zip(gens, ids, fill):
+        assert torch.equal(g.ids[~f], row[~f]) and not (g.ids == MASK_ID).any()
+        assert g.nfe == int(f.sum())  # steps=None: one step per byte to fill
+        check_trace(g, "low_confidence")
+    assert gens[0].prompt_length == 0 and gens[1].prompt_length == 2
+    with pytest.raises(ValueError, match="nothing to fill"):
+        denoise(model, ids, torch.zeros_like(fill), SamplerConfig())
+
+
+def test_sampler_config_validates_once_and_names_the_field():
+    for bad, field in [
+        (dict(steps=0), "steps"),
+        (dict(strategy="top"), "strategy"),
+        (dict(block_length=0), "block_length"),
+        (dict(temperature=-1.0), "temperature"),
+        (dict(threshold=0.0), "threshold"),
+        (dict(cache="full"), "cache"),
+        (dict(cache_refresh=2), "cache_refresh"),  # a refresh without a cache means nothing
+    ]:
+        with pytest.raises(ValueError, match=f"SamplerConfig.{field}="):
+            SamplerConfig(**bad)
+    cfg = SamplerConfig(steps=4)
+    with pytest.raises(Exception, match="cannot assign"):
+        cfg.steps = 5  # frozen
+    with pytest.raises(ValueError, match="unknown sampler options"):
+        cfg.with_options(step=4)
+    assert cfg.with_options(block_length=2) == SamplerConfig(steps=4, block_length=2)
+    with pytest.raises(TypeError, match="steps=32"):
+        generate(None, "ab", 4, 2)  # the old positional steps gets a clear message
+
+
+def test_one_prompt_gives_one_generation_and_a_list_gives_a_list(model):
+    assert isinstance(generate(model, "ab", 4, seed=0), ddlm.Generation)
+    gens = generate(model, ["ab"], 4, seed=0)
+    assert isinstance(gens, list) and len(gens) == 1
+
+
+def test_reveal_count_and_current_block():
+    # ceil(m / r): 10 masks over 4 steps reveal 3, 3, 2, 2.
+    left, out = torch.tensor([10]), []
+    for r in (4, 3, 2, 1):
+        k = reveal_count(left, torch.tensor([r]))
+        out.append(int(k))
+        left = left - k
+    assert out == [3, 3, 2, 2]
+    masked = torch.tensor([[False, True, True], [False, False, True]])
+    block_of = torch.tensor([[0, 1, 2], [0, 1, 2]])
+    assert current_block(masked, block_of).tolist() == [1, 2]

@@ -43,7 +43,7 @@ def test_masking_explorer_follows_the_slider():
 
 
 def test_denoising_player_replays_the_trace(model):
-    g = generate(model, "ab", 16, 8, seed=0)
+    g = generate(model, "ab", 16, steps=8, seed=0)
     w = denoising_player(g)
     assert w.slider.max == 8 and w.slider.value == 8
     counts = []
