@@ -9,35 +9,14 @@ every SamplerConfig field is an option of `sample` and `infill` (`--steps`, `--b
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import signal
 import sys
 import time
-import types
-import typing
 from pathlib import Path
 
 from . import __version__
-from .configs import field_help
-
-ALIASES = {"n_layers": ["--layers"], "n_heads": ["--heads"]}
-
-
-def _choices() -> dict[str, tuple]:
-    from .ffn import ACTIVATIONS
-    from .precision import AMP_MODES, DEVICES
-    from .sampling import CACHES, STRATEGIES
-
-    return {
-        "amp": AMP_MODES,
-        "device": DEVICES,
-        "attention": ("mla", "mha"),
-        "rope": ("full", "decoupled"),
-        "ffn_activation": tuple(sorted(ACTIVATIONS)),
-        "strategy": STRATEGIES,
-        "cache": CACHES,
-    }
+from .configs import add_options, overrides
 
 
 class _Parser(argparse.ArgumentParser):
@@ -46,55 +25,6 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str):
         sys.stderr.write(f"{self.prog}: error: {message}\n")
         raise SystemExit(2)
-
-
-def _parse_bool(text: str) -> bool:
-    low = text.lower()
-    if low in ("1", "true", "yes", "on"):
-        return True
-    if low in ("0", "false", "no", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true/false, got {text!r}")
-
-
-def _optional(kind):
-    def parse(text: str):
-        return None if text.lower() in ("none", "null", "") else kind(text)
-
-    parse.__name__ = kind.__name__
-    return parse
-
-
-def _field_type(hint):
-    origin = typing.get_origin(hint)
-    if origin in (typing.Union, types.UnionType):
-        inner = [a for a in typing.get_args(hint) if a is not type(None)][0]
-        return _optional(_field_type(inner))
-    return _parse_bool if hint is bool else hint
-
-
-def _add_dataclass_options(parser: argparse.ArgumentParser, cls, title: str, skip=()) -> None:
-    group = parser.add_argument_group(title)
-    hints = typing.get_type_hints(cls)
-    choices = _choices()
-    for f in dataclasses.fields(cls):
-        if f.name in skip:
-            continue
-        flags = [f"--{f.name.replace('_', '-')}", *ALIASES.get(f.name, [])]
-        group.add_argument(
-            *flags,
-            dest=f"{cls.__name__}.{f.name}",
-            type=_field_type(hints[f.name]),
-            default=argparse.SUPPRESS,
-            choices=choices.get(f.name),
-            metavar=f.name.upper() if f.name not in choices else None,
-            help=f"{field_help(f)} (default: {f.default!r})".replace("%", "%%"),
-        )
-
-
-def _overrides(args: argparse.Namespace, cls) -> dict:
-    prefix = f"{cls.__name__}."
-    return {k[len(prefix) :]: v for k, v in vars(args).items() if k.startswith(prefix)}
 
 
 # ---- train -----------------------------------------------------------------------------
@@ -121,8 +51,53 @@ def _resume_config(out: Path, args, model_over: dict) -> tuple:
             f"ddlm train: the run in {out} was started with another model config: {said}; "
             "drop those options to resume it, or train into a new --out"
         )
-    tcfg = TrainConfig.from_dict({**state["train_config"], **_overrides(args, TrainConfig)})
-    return stored, tcfg, state["step"]
+    tcfg = TrainConfig.from_dict({**state["train_config"], **overrides(args, TrainConfig)})
+    return stored, tcfg
+
+
+def _train_configs(args: argparse.Namespace, out: Path):
+    """(model or ModelConfig, TrainConfig) for a new run, a fine-tune or a resumed run."""
+    from .model import DiffusionLM, ModelConfig
+    from .train import TrainConfig
+
+    model_over = overrides(args, ModelConfig)
+    if args.arch is not None:
+        model_over["causal"] = args.arch == "ar"
+    if args.resume:
+        return _resume_config(out, args, model_over)
+    tcfg = TrainConfig(**overrides(args, TrainConfig))
+    if args.init_from is None:
+        return ModelConfig.preset(args.preset or "tiny", **model_over), tcfg
+    if model_over or args.preset is not None:
+        raise SystemExit(
+            "ddlm train: --init-from takes the model config from the checkpoint; drop "
+            f"--preset and the model options {sorted(model_over)}"
+        )
+    try:
+        return DiffusionLM.from_pretrained(args.init_from).train(), tcfg
+    except (FileNotFoundError, ValueError) as err:
+        raise SystemExit(f"ddlm train: --init-from {args.init_from}: {err}") from err
+
+
+def _fit_until_signalled(trainer) -> tuple[dict, int | None]:
+    """trainer.fit(); SIGINT/SIGTERM save a checkpoint and stop (a second one stops at once)."""
+    received: list[int] = []
+
+    def on_signal(signum, frame):
+        if received:
+            raise KeyboardInterrupt
+        received.append(signum)
+        name = signal.Signals(signum).name
+        print(f"\n{name}: saving a checkpoint, then exiting", file=sys.stderr)
+        trainer.request_stop()
+
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        return trainer.fit(), (received[0] if received else None)
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+        trainer.close()
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -130,75 +105,36 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     from .ar import is_autoregressive
     from .callbacks import LogSamples
-    from .model import DiffusionLM, ModelConfig
-    from .train import TrainConfig, Trainer
+    from .train import Trainer
 
     out = Path(args.out)
-    model_over = _overrides(args, ModelConfig)
-    if args.arch is not None:
-        model_over["causal"] = args.arch == "ar"
-    if args.resume:
-        mcfg, tcfg, step = _resume_config(out, args, model_over)
-        if step >= tcfg.steps:
-            print(f"{out} already reached step {step} (--steps {tcfg.steps}); nothing to do.")
-            return 0
-    elif args.init_from is not None:
-        if model_over or args.preset is not None:
-            raise SystemExit(
-                "ddlm train: --init-from takes the model config from the checkpoint; drop "
-                f"--preset and the model options {sorted(model_over)}"
-            )
-        try:
-            mcfg = DiffusionLM.from_pretrained(args.init_from).train()
-        except (FileNotFoundError, ValueError) as err:
-            raise SystemExit(f"ddlm train: --init-from {args.init_from}: {err}") from err
-        tcfg = TrainConfig(**_overrides(args, TrainConfig))
-    else:
-        mcfg = ModelConfig.preset(args.preset or "tiny", **model_over)
-        tcfg = TrainConfig(**_overrides(args, TrainConfig))
-    trainer = Trainer(mcfg, tcfg, data=args.data, out_dir=out, resume=args.resume)
+    model, tcfg = _train_configs(args, out)
+    trainer = Trainer(model, tcfg, data=args.data, out_dir=out, resume=args.resume)
+    if trainer.step >= tcfg.steps:
+        print(f"{out} already reached step {trainer.step} (--steps {tcfg.steps}); nothing to do.")
+        trainer.close()
+        return 0
     if args.sample_every and trainer.is_main:
         prompt = bytes(trainer.val_data[:32].tolist())
         trainer.callbacks.append(
             LogSamples(
-                trainer.model,
-                prompt,
-                args.sample_every,
-                args.sample_length,
-                args.sample_steps,
-                echo=tqdm.write,
+                trainer.model, prompt, args.sample_every, args.sample_length,
+                args.sample_steps, echo=tqdm.write,
             )
-        )
+        )  # fmt: skip
     if trainer.is_main:
         n = trainer.model.num_params()
         kind = "an autoregressive" if is_autoregressive(trainer.model) else "a diffusion"
         print(
             f"training {kind} model: {n:,} parameters on {trainer.device}, amp={tcfg.amp} -> {out}"
         )
-    received: list[int] = []
-
-    def on_signal(signum, frame):
-        if received:  # a second signal: stop at once
-            raise KeyboardInterrupt
-        received.append(signum)
-        print(
-            f"\n{signal.Signals(signum).name}: saving a checkpoint, then exiting", file=sys.stderr
-        )
-        trainer.request_stop()
-
-    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        result = trainer.fit()
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
-        trainer.close()
+    result, signum = _fit_until_signalled(trainer)
     if trainer.is_main:
         val = result.get("val_loss")
         print(
             f"step {result['step']} {result['status']}" + (f", val_loss {val:.4f}" if val else "")
         )
-    return 128 + received[0] if received else 0
+    return 128 + signum if signum else 0
 
 
 # ---- eval ------------------------------------------------------------------------------
@@ -296,7 +232,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     from .ar import sample
     from .sampling import SamplerConfig
 
-    config = SamplerConfig(**_overrides(args, SamplerConfig))
+    config = SamplerConfig(**overrides(args, SamplerConfig))
     model, precision = _loaded(args)
     with precision:
         g = sample(
@@ -316,7 +252,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
 def cmd_infill(args: argparse.Namespace) -> int:
     from .sampling import SamplerConfig, infill
 
-    config = SamplerConfig(**_overrides(args, SamplerConfig))
+    config = SamplerConfig(**overrides(args, SamplerConfig))
     model, precision = _loaded(args)
     with precision:
         g = infill(
@@ -344,16 +280,12 @@ def _sampling_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="where to run")
     p.add_argument("--seed", type=int, default=0, help="seeds the sampler's choices (default: 0)")
     p.add_argument("--show-steps", action="store_true", help="print every denoising step")
-    _add_dataclass_options(p, SamplerConfig, "sampler options")
+    add_options(p, SamplerConfig, "sampler options")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _train_parser(sub) -> None:
     from .model import PRESETS, ModelConfig
     from .train import TrainConfig
-
-    parser = _Parser(prog="ddlm", description="Byte-level masked diffusion language models.")
-    parser.add_argument("--version", action="version", version=f"ddlm {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     p = sub.add_parser("train", help="train a model (diffusion or autoregressive)")
     p.add_argument(
@@ -394,10 +326,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=32,
         help="denoising steps per logged sample (default: 32)",
     )
-    _add_dataclass_options(p, TrainConfig, "training options")
-    _add_dataclass_options(p, ModelConfig, "model options (override the preset)")
+    add_options(p, TrainConfig, "training options")
+    add_options(p, ModelConfig, "model options (override the preset)")
     p.set_defaults(func=cmd_train)
 
+
+def _eval_parser(sub) -> None:
     p = sub.add_parser("eval", help="bits per byte of a checkpoint on a corpus")
     p.add_argument("--checkpoint", required=True, help="a run/model directory or a shipped name")
     p.add_argument(
@@ -436,6 +370,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_eval)
 
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="ddlm", description="Byte-level masked diffusion language models.")
+    parser.add_argument("--version", action="version", version=f"ddlm {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    _train_parser(sub)
+    _eval_parser(sub)
     p = sub.add_parser("sample", help="generate text after a prompt")
     p.add_argument("--prompt", required=True)
     p.add_argument("--length", type=int, default=128, help="bytes to generate (default: 128)")

@@ -226,34 +226,46 @@ def bits_per_byte(
             b = len(x0)
             u = (
                 torch.rand(1, generator=gen) + (s + torch.rand(b, generator=gen)) / n_samples
-            ) % 1.0
-            r = torch.rand(b, L, generator=gen)
-            r[:, :prompt_len] = 2.0  # the prompt is never masked
-            if estimator == "t":
-                t = u.clamp_min(1e-6)  # mask rate, stratified over draws via s
-                masked = r < t[:, None]
-                weight = 1.0 / t
-            else:
-                n_mask = (u * A).long().clamp(0, A - 1) + 1  # l in 1..A
-                ranks = r.argsort(dim=1).argsort(dim=1)  # prompt positions rank last
-                masked = ranks < n_mask[:, None]  # exactly l answer bytes masked
-                weight = A / n_mask.double()
+            ) % 1.0  # stratified over the draws via s
+            masked, weight = _draw_masks(u, b, L, prompt_len, estimator, gen)
             xt = torch.where(masked, torch.full_like(x0, MASK_ID), x0)
             logits = model(xt.to(device)).float().cpu()
             ce = F.cross_entropy(logits.transpose(1, 2), x0, reduction="none")
             per_draw[lo : lo + b, s] = (ce * masked).sum(1).double() * weight.double()
             bar.update(b)
     bar.close()
-    per_chunk = per_draw.mean(1)  # (N,) nats
-    scale = 1.0 / (A * math.log(2))
-    est = per_chunk.mean().item() * scale
-    # The chunks are fixed; the randomness is in the draws. Var(mean) = sum_c var_c / (N^2 S),
-    # with var_c the spread of chunk c's draws. With one draw per chunk that spread cannot be
-    # seen, so we fall back to the spread across all draws (which overstates the error).
-    if n_samples > 1:
-        var_c = per_draw.var(dim=1, unbiased=True) * scale**2
-        stderr = math.sqrt(var_c.sum().item() / (N**2 * n_samples))
-    else:
-        flat = per_draw.flatten() * scale
-        stderr = (flat.std() / math.sqrt(N)).item() if N > 1 else float("nan")
+    est, stderr = _mean_and_stderr(per_draw / (A * math.log(2)))
     return BitsPerByte(est, stderr, N * A, n_samples, f"elbo-{estimator}")
+
+
+def _draw_masks(
+    u: torch.Tensor, b: int, L: int, prompt_len: int, estimator: str, gen: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One draw of masks for b windows of L bytes: (masked (b, L), weight (b,)) from u (b,).
+
+    "t": mask each byte with probability t = u, weight 1/t. "l": mask exactly l = ceil(u A)
+    of the A answer bytes, weight A/l. The first prompt_len bytes are never masked.
+    """
+    A = L - prompt_len
+    r = torch.rand(b, L, generator=gen)
+    r[:, :prompt_len] = 2.0  # the prompt is never masked (and ranks last)
+    if estimator == "t":
+        t = u.clamp_min(1e-6)
+        return r < t[:, None], 1.0 / t.double()
+    n_mask = (u * A).long().clamp(0, A - 1) + 1  # l in 1..A
+    ranks = r.argsort(dim=1).argsort(dim=1)
+    return ranks < n_mask[:, None], A / n_mask.double()
+
+
+def _mean_and_stderr(per_draw: torch.Tensor) -> tuple[float, float]:
+    """Mean over windows and draws of per_draw (N windows, S draws), with its standard error.
+
+    The windows are fixed; the randomness is in the draws. Var(mean) = sum_c var_c / (N^2 S),
+    with var_c the spread of window c's draws. With one draw per window that spread cannot be
+    seen, so we fall back to the spread across all draws (which overstates the error).
+    """
+    N, S = per_draw.shape
+    est = per_draw.mean().item()
+    if S > 1:
+        return est, math.sqrt(per_draw.var(dim=1, unbiased=True).sum().item() / (N**2 * S))
+    return est, (per_draw.flatten().std() / math.sqrt(N)).item() if N > 1 else float("nan")

@@ -46,17 +46,27 @@ SHIPPED = ("tiny", "tiny-ar")
 class ModelConfig:
     vocab_size: int = option(VOCAB_SIZE, "256 bytes + PAD, MASK, EOS")
     dim: int = option(192, "width of the residual stream")
-    n_layers: int = option(6, "number of Transformer blocks")
-    n_heads: int = option(6, "attention heads; head width is dim // n_heads")
-    attention: str = option("mla", "'mla' (latent attention) or 'mha' (plain multi-head)")
+    n_layers: int = option(6, "number of Transformer blocks", aliases=("--layers",))
+    n_heads: int = option(6, "attention heads; head width is dim // n_heads", aliases=("--heads",))
+    attention: str = option(
+        "mla", "'mla' (latent attention) or 'mha' (plain multi-head)", choices=("mla", "mha")
+    )
     kv_latent_dim: int = option(64, "MLA: width of the compressed key/value latent c_kv")
     q_latent_dim: int | None = option(None, "MLA: width of a query latent; None = full rank")
-    rope: str = option("full", "MLA: 'full' (rotate per-head q, k) or 'decoupled' (DeepSeek-V2)")
+    rope: str = option(
+        "full",
+        "MLA: 'full' (rotate per-head q, k) or 'decoupled' (DeepSeek-V2)",
+        choices=("full", "decoupled"),
+    )
     rope_dim: int | None = option(
         None, "rotary features per head; None = head width (full) or half of it (decoupled)"
     )
     rope_theta: float = option(10000.0, "RoPE base; larger = slower-turning pairs, longer reach")
-    ffn_activation: str = option("mish", "gate activation: 'mish', 'silu' (SwiGLU) or 'gelu'")
+    ffn_activation: str = option(
+        "mish",
+        "gate activation: 'mish', 'silu' (SwiGLU) or 'gelu'",
+        choices=tuple(sorted(ACTIVATIONS)),
+    )
     ffn_hidden: int | None = option(None, "FFN hidden width; None = 8/3 * dim rounded up to 64")
     max_seq_len: int = option(1024, "longest sequence the model accepts (prompt + answer)")
     causal: bool = option(False, "True = autoregressive twin (causal mask, next-byte loss)")

@@ -56,7 +56,9 @@ class SamplerConfig:
 
     steps: int | None = option(None, "network evaluations; None = one per byte to fill")
     strategy: str = option(
-        "low_confidence", "which masks to reveal: 'low_confidence' (surest first) or 'random'"
+        "low_confidence",
+        "which masks to reveal: 'low_confidence' (surest first) or 'random'",
+        choices=STRATEGIES,
     )
     block_length: int | None = option(
         None, "decode in blocks of this many bytes, left to right; None = one block"
@@ -65,7 +67,9 @@ class SamplerConfig:
     threshold: float | None = option(
         None, "also reveal every mask at least this confident (Fast-dLLM); None = off"
     )
-    cache: str | None = option(None, "'prefix' = reuse the prompt's keys/values; None = off")
+    cache: str | None = option(
+        None, "'prefix' = reuse the prompt's keys/values; None = off", choices=CACHES
+    )
     cache_refresh: int | None = option(
         None, "with cache='prefix': recompute it every this many steps; None = per block"
     )

@@ -15,110 +15,22 @@ bit-identical to an uninterrupted one.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from . import ar, checkpoint, distributed
-from .configs import from_dict, option
 from .data import Batcher, load_corpus, random_length, split
-from .diffusion import DEFAULT_MASK_EPS, clean_prefix_length
+from .diffusion import clean_prefix_length
 from .files import write_json
 from .model import CONFIG_NAME, DiffusionLM, ModelConfig
-from .precision import AMP_MODES, DEVICES, autocast, resolve_amp, resolve_device
-
-# Fields older versions wrote into train_config.json (the trainer used to draw samples itself).
-RETIRED_FIELDS = ("sample_every", "sample_length", "sample_steps")
-
-
-@dataclass
-class TrainConfig:
-    steps: int = option(300, "optimizer steps to train for (in total, counting resumed ones)")
-    batch_size: int = option(16, "sequences per micro-batch (per process under torchrun)")
-    seq_len: int = option(256, "bytes per training sequence")
-    lr: float = option(2e-3, "peak learning rate")
-    min_lr_ratio: float = option(0.1, "the cosine decays to lr * min_lr_ratio")
-    warmup_steps: int = option(30, "linear warmup from 0 to lr over this many steps")
-    weight_decay: float = option(0.1, "AdamW decoupled weight decay (matrices only)")
-    beta1: float = option(0.9, "AdamW first-moment decay")
-    beta2: float = option(0.95, "AdamW second-moment decay")
-    grad_accum: int = option(1, "micro-batches per optimizer step")
-    grad_clip: float = option(1.0, "clip the global gradient norm to this (0 = off)")
-    amp: str = option("auto", "'auto' | 'bf16' | 'fp16' (CUDA, with a gradient scaler) | 'off'")
-    device: str = option("auto", "'auto' | 'cpu' | 'cuda'")
-    compile: bool = option(False, "wrap the model in torch.compile")
-    mask_eps: float = option(DEFAULT_MASK_EPS, "smallest masking rate t (diffusion loss)")
-    stratified_t: bool = option(True, "low-discrepancy draw of t across the batch (MDLM)")
-    random_length_frac: float = option(
-        0.0, "fraction of batches cut to a random length (LLaDA uses 0.01)"
-    )
-    prompt_frac: float = option(
-        0.0, "leading fraction of each sequence kept clean as a prompt (diffusion)"
-    )
-    clean_prefix_frac: float = option(
-        0.0, "fraction of batches whose first k ~ U{0..T-17} bytes stay clean (diffusion)"
-    )
-    val_fraction: float = option(0.1, "last fraction of the corpus held out for validation")
-    eval_every: int = option(100, "steps between validation losses (0 = only at the end)")
-    eval_batches: int = option(8, "validation batches per evaluation")
-    ckpt_every: int = option(100, "steps between checkpoints (0 = only at the end)")
-    log_every: int = option(10, "steps between metric records")
-    seed: int = option(0, "seeds the weights, the data order and the masks")
-
-    def __post_init__(self) -> None:
-        def bad(field: str, why: str) -> ValueError:
-            return ValueError(f"TrainConfig.{field}={getattr(self, field)!r}: {why}")
-
-        for f in ("steps", "batch_size", "seq_len", "grad_accum", "eval_batches", "log_every"):
-            if not isinstance(getattr(self, f), int) or getattr(self, f) <= 0:
-                raise bad(f, "must be a positive integer")
-        for f in ("warmup_steps", "eval_every", "ckpt_every", "seed"):
-            if not isinstance(getattr(self, f), int) or getattr(self, f) < 0:
-                raise bad(f, "must be a non-negative integer")
-        if self.lr <= 0:
-            raise bad("lr", "must be positive")
-        checks = {
-            "min_lr_ratio": 0 <= self.min_lr_ratio <= 1,
-            "weight_decay": self.weight_decay >= 0,
-            "grad_clip": self.grad_clip >= 0,
-            "beta1": 0 <= self.beta1 < 1,
-            "beta2": 0 <= self.beta2 < 1,
-            "mask_eps": 0 <= self.mask_eps < 1,
-            "random_length_frac": 0 <= self.random_length_frac <= 1,
-            "prompt_frac": 0 <= self.prompt_frac < 1,
-            "clean_prefix_frac": 0 <= self.clean_prefix_frac <= 1,
-            "val_fraction": 0 < self.val_fraction < 1,
-        }
-        for f, ok in checks.items():
-            if not ok:
-                raise bad(f, "is out of range (see `ddlm train --help`)")
-        if self.amp not in AMP_MODES:
-            raise bad("amp", f"accepted values are {AMP_MODES}")
-        if self.device not in DEVICES:
-            raise bad("device", f"accepted values are {DEVICES}")
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> TrainConfig:
-        return from_dict(cls, d, retired=RETIRED_FIELDS)
-
-
-def lr_at(step: int, cfg: TrainConfig) -> float:
-    """Linear warmup to cfg.lr, then a cosine down to cfg.lr * cfg.min_lr_ratio at the last step."""
-    if step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
-    progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
-    floor = cfg.lr * cfg.min_lr_ratio
-    return floor + 0.5 * (cfg.lr - floor) * (1 + math.cos(math.pi * min(progress, 1.0)))
+from .precision import autocast, resolve_amp, resolve_device
+from .train_config import TrainConfig, lr_at
 
 
 def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
