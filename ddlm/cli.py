@@ -221,7 +221,9 @@ def _loaded(args):
 
     device = resolve_device(args.device)
     model = DiffusionLM.from_pretrained(args.checkpoint, map_location=device)
-    return model, autocast(device, resolve_amp("auto", device))
+    # Autocast on a GPU only: on a CPU, sampling in float32 gives the same text on every CPU.
+    dtype = resolve_amp("auto", device) if device.type == "cuda" else None
+    return model, autocast(device, dtype)
 
 
 def _show_step(step: int, state) -> None:

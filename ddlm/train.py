@@ -15,8 +15,10 @@ bit-identical to an uninterrupted one.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
+import platform
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -29,7 +31,7 @@ from .data import Batcher, load_corpus, random_length, split
 from .diffusion import clean_prefix_length
 from .files import write_json
 from .model import CONFIG_NAME, DiffusionLM, ModelConfig
-from .precision import autocast, resolve_amp, resolve_device
+from .precision import autocast, dtype_name, resolve_amp, resolve_device
 from .train_config import TrainConfig, lr_at
 
 
@@ -235,9 +237,23 @@ class Trainer:
 
     # ---- the run directory (see ddlm.checkpoint) ---------------------------------------
 
+    def run_facts(self) -> dict:
+        """What the config alone does not say: the precision and device `auto` resolved to,
+        and which corpus (its SHA-256 and size; the embedded one differs between Pythons)."""
+        corpus = torch.cat([self.train_data, self.val_data]).numpy().tobytes()
+        return {
+            "amp": dtype_name(self.amp_dtype),
+            "device": str(self.device),
+            "corpus_sha256": hashlib.sha256(corpus).hexdigest(),
+            "corpus_bytes": len(corpus),
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+        }
+
     def _write_configs(self) -> None:
         if self.out_dir is not None and self.is_main:
-            write_json(self.out_dir / checkpoint.TRAIN_CONFIG, self.cfg.to_dict())
+            config = {**self.cfg.to_dict(), "run": self.run_facts()}
+            write_json(self.out_dir / checkpoint.TRAIN_CONFIG, config)
             write_json(self.out_dir / CONFIG_NAME, self.model.config.to_dict())
 
     def save_checkpoint(self) -> None:

@@ -14,8 +14,9 @@ from .configs import from_dict, option
 from .diffusion import DEFAULT_MASK_EPS
 from .precision import AMP_MODES, DEVICES
 
-# Fields older versions wrote into train_config.json (the trainer used to draw samples itself).
-RETIRED_FIELDS = ("sample_every", "sample_length", "sample_steps")
+# Keys of train_config.json that are not options: fields older versions wrote (the trainer
+# used to draw samples itself), and "run", the facts the trainer records beside the options.
+NOT_OPTIONS = ("sample_every", "sample_length", "sample_steps", "run")
 
 
 @dataclass
@@ -91,7 +92,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
-        return from_dict(cls, d, retired=RETIRED_FIELDS)
+        return from_dict(cls, d, retired=NOT_OPTIONS)
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:

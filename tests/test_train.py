@@ -251,3 +251,26 @@ def test_old_train_configs_with_retired_fields_still_load():
     assert TrainConfig.from_dict(old) == cfg()
     with pytest.raises(ValueError, match="unknown TrainConfig fields"):
         TrainConfig.from_dict({**cfg().to_dict(), "sample_evry": 1})
+
+
+def test_amp_auto_follows_the_cpu(monkeypatch):
+    import ddlm.precision as precision
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
+    assert precision.resolve_amp("auto", cpu) == torch.bfloat16
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: False)
+    assert precision.resolve_amp("auto", cpu) is None
+    assert precision.resolve_amp("bf16", cpu) == torch.bfloat16  # asked for: always honoured
+
+
+def test_the_run_records_what_auto_chose_and_which_corpus(tmp_path, small_corpus):
+    import hashlib
+
+    Trainer(tiny_config(), cfg(steps=1), small_corpus, out_dir=tmp_path, progress=False).fit()
+    saved = json.loads((tmp_path / "train_config.json").read_text())
+    run = saved["run"]
+    assert run["amp"] == "fp32" and run["device"] == "cpu"
+    assert run["corpus_bytes"] == len(small_corpus)
+    assert run["corpus_sha256"] == hashlib.sha256(small_corpus.numpy().tobytes()).hexdigest()
+    assert TrainConfig.from_dict(saved) == cfg(steps=1)  # the facts are not options
