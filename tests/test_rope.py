@@ -61,7 +61,10 @@ def test_cache_per_dtype_and_offset():
     rot = RotaryEmbedding(8, 32)
     c32, _ = rot(10, torch.device("cpu"), torch.float32)
     cb, _ = rot(10, torch.device("cpu"), torch.bfloat16)
-    assert c32.dtype == torch.float32 and cb.dtype == torch.bfloat16 and len(rot._cache) == 2
+    assert c32.dtype == torch.float32 and cb.dtype == torch.bfloat16
+    # A second call reads the table built by the first (same memory), one table per dtype.
+    assert rot(10, torch.device("cpu"), torch.float32)[0].data_ptr() == c32.data_ptr()
+    assert rot(10, torch.device("cpu"), torch.bfloat16)[0].data_ptr() == cb.data_ptr()
     c_off, _ = rot(4, torch.device("cpu"), torch.float32, offset=6)
     torch.testing.assert_close(c_off, c32[6:10])
     with pytest.raises(ValueError, match="max_seq_len"):

@@ -224,7 +224,7 @@ def test_prefix_cache_errors(model):
         generate(model, "a", 4, steps=4, cache="prefix", cache_refresh=0)
 
 
-def test_denoise_fills_exactly_the_positions_it_is_given(model):
+def test_denoising_fills_exactly_the_positions_it_is_given(model):
     ids = torch.tensor([list(b"abcdefgh"), list(b"ABCDEFGH")])
     fill = torch.zeros(2, 8, dtype=torch.bool)
     fill[0, [0, 3, 7]] = True  # either end and the middle: no prompt/answer split needed
