@@ -48,6 +48,10 @@ SETTINGS = {
     "blocks16@64": dict(steps=64, block_length=16),
     "blocks8@64": dict(steps=64, block_length=8),
     "margin@64": dict(steps=64, confidence="margin"),
+    "margin": dict(confidence="margin"),
+    "margin,T0.5,blocks32@64": dict(
+        steps=64, confidence="margin", temperature=0.5, block_length=32
+    ),
     "entropy@64": dict(steps=64, confidence="entropy"),
     "margin,blocks32@64": dict(steps=64, confidence="margin", block_length=32),
     "T0.8,blocks32@64": dict(steps=64, temperature=0.8, block_length=32),
@@ -123,7 +127,10 @@ def main() -> None:
             "command": "python " + " ".join(sys.argv),
             "checkpoint": a.checkpoint,
             "prompts": prompts,
-            "machine": {"cpu": platform.processor() or platform.machine(), "torch": torch.__version__},
+            "machine": {
+                "cpu": platform.processor() or platform.machine(),
+                "torch": torch.__version__,
+            },
             "date": time.strftime("%Y-%m-%d"),
             "settings": {k: SETTINGS[k] for k in a.settings},
             "results": rows,

@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 from helpers import tiny_config
@@ -8,13 +10,15 @@ import ddlm
 from ddlm.ar import generate_ar
 from ddlm.sampling import (
     SamplerConfig,
+    certainty,
     current_block,
     denoise,
     generate,
     infill,
+    pick_bytes,
     reveal_count,
 )
-from ddlm.tokenizer import MASK_GLYPH, MASK_ID
+from ddlm.tokenizer import EOS_ID, MASK_GLYPH, MASK_ID
 
 
 @pytest.fixture(scope="module")
@@ -278,3 +282,68 @@ def test_reveal_count_and_current_block():
     masked = torch.tensor([[False, True, True], [False, False, True]])
     block_of = torch.tensor([[0, 1, 2], [0, 1, 2]])
     assert current_block(masked, block_of).tolist() == [1, 2]
+
+
+class _Scripted(torch.nn.Module):
+    """A fake mask predictor with fixed beliefs: `eos_at` = positions where EOS is the surest
+    guess (None = everywhere), 'a' elsewhere."""
+
+    config = tiny_config()
+
+    def __init__(self, eos_at=None):
+        super().__init__()
+        self.p = torch.nn.Parameter(torch.zeros(1))
+        self.eos_at = eos_at
+
+    def forward(self, ids, attention_mask=None):
+        out = torch.full((*ids.shape, 259), -10.0)
+        out[..., 97] = 5.0
+        where = slice(None) if self.eos_at is None else self.eos_at
+        out[:, where, EOS_ID] = 30.0  # surer of EOS than of any "a"
+        return out
+
+
+def test_a_model_that_always_says_eos_gives_an_empty_continuation():
+    g = generate(_Scripted(), "prompt", 16, seed=0, stop_at_eos=True)
+    assert g.text == "" and g.full_text == "prompt"
+    # Each EOS ends the text where it stands: the steps after it are never spent.
+    assert g.nfe < 16 and int(g.trace[1].revealed.sum()) > 1
+    assert g.ids[:6].tolist() == list(b"prompt")  # the prompt is never cut
+    check_trace(g, "low_confidence")
+    # Without stop_at_eos the sampler never writes EOS.
+    assert generate(_Scripted(), "prompt", 16, seed=0).text == "a" * 16
+
+
+def test_a_sequence_stops_at_its_eos_and_min_length_holds_it_off():
+    g = generate(_Scripted(eos_at=[11]), "prompt", 16, seed=0, stop_at_eos=True)
+    assert g.text == "aaaaa"  # positions 6..10, then EOS at 11
+    assert (g.ids[12:] == EOS_ID).all()  # revealed first, it ended the text there
+    g = generate(_Scripted(), "prompt", 16, seed=0, stop_at_eos=True, min_length=3)
+    assert g.text == "aaa"
+    with pytest.raises(ValueError, match="min_length"):
+        SamplerConfig(min_length=3)
+    with pytest.raises(ValueError, match="stop_at_eos"):
+        infill(_Scripted(), "a" + MASK_GLYPH, stop_at_eos=True)
+
+
+@pytest.mark.parametrize("measure", ["probability", "margin", "entropy"])
+def test_confidence_measures_pick_the_surest_positions(model, measure):
+    g = generate(model, "ab", 8, steps=4, seed=0, confidence=measure)
+    check_trace(g, "low_confidence")
+    logits = model(g.trace[0].ids.long()[None])
+    pred, prob = pick_bytes(logits, 0.0, torch.Generator())
+    score = certainty(logits, prob, measure)[0]
+    first = g.trace[1].revealed
+    masked = g.trace[0].ids == MASK_ID
+    assert score[first].min() >= score[masked & ~first].max()
+
+
+def test_margin_and_entropy_by_hand():
+    logits = torch.full((1, 2, 259), -30.0)
+    logits[0, 0, [97, 98]] = torch.tensor([1.0, 1.0])  # torn between two bytes
+    logits[0, 1, 97] = 1.0  # sure
+    _, prob = pick_bytes(logits, 0.0, torch.Generator())
+    margin = certainty(logits, prob, "margin")[0]
+    torch.testing.assert_close(margin, torch.tensor([0.0, 1.0]), atol=1e-6, rtol=0)
+    entropy = certainty(logits, prob, "entropy")[0]
+    torch.testing.assert_close(entropy, torch.tensor([-math.log(2), 0.0]), atol=1e-6, rtol=0)
