@@ -37,6 +37,7 @@ from .tokenizer import MASK_ID, PAD_ID
 # ddlm used 0.075. A small eps keeps the 1/t weight bounded (at most 1/eps) while
 # covering almost the whole [0, 1] interval the ELBO integrates over; we follow LLaDA.
 DEFAULT_MASK_EPS = 1e-3
+MASKINGS = ("rate", "count")  # how many bytes a draw of t masks (see diffusion_loss)
 
 
 def sample_times(
@@ -109,6 +110,24 @@ def clean_prefix_length(
     return int(torch.randint(0, max(1, seq_len - 16), (1,), generator=generator))
 
 
+def mask_count(
+    x0: torch.Tensor, t: torch.Tensor, generator: torch.Generator | None, maskable: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Mask exactly l = ceil(t n) of each row's n maskable positions, chosen uniformly.
+
+    Returns (x_t, masked, share) with share = l / n per row (B,), the loss's divisor. With t
+    uniform, l is (nearly) uniform on 1..n, and E[(n / l) sum_masked CE] is LLaDA's Eq. 6
+    form of the ELBO.
+    """
+    n = maskable.sum(1)  # (B,)
+    l = (t.to(x0.device) * n).ceil().clamp(min=1).minimum(n.clamp(min=1)).long()
+    r = torch.rand(x0.shape, generator=generator).to(x0.device)
+    r[~maskable] = 2.0  # never chosen
+    masked = (r.argsort(1).argsort(1) < l[:, None]) & maskable
+    xt = torch.where(masked, torch.full_like(x0, MASK_ID), x0)
+    return xt, masked, l.float() / n.clamp(min=1).float()
+
+
 def diffusion_loss(
     model: Callable[..., torch.Tensor],
     x0: torch.Tensor,
@@ -117,6 +136,7 @@ def diffusion_loss(
     stratified: bool = True,
     generator: torch.Generator | None = None,
     prompt_len: int = 0,
+    masking: str = "rate",
 ) -> torch.Tensor:
     """The masked-diffusion training loss (LLaDA Eq. 3), a scalar in nats per byte.
 
@@ -136,23 +156,30 @@ def diffusion_loss(
     supervised form, Eq. 5; the original project did not train this way: its loss masks every
     byte of a window, and its prompt exists only at sampling time): only the
     answer is masked, and the loss is per answer byte, a bound on -log p(answer | prompt).
+
+    `masking="count"` draws the same t but masks exactly l = ceil(t n) of a sequence's n
+    bytes and weights by n / l (`mask_count`): the same bound, estimated the way LLaDA's
+    Eq. 6 evaluates it, without the binomial spread of how many bytes a rate t masks.
     """
+    if masking not in MASKINGS:
+        raise ValueError(f"masking must be one of {MASKINGS}, got {masking!r}")
     B, T = x0.shape
     if not 0 <= prompt_len < T:
         raise ValueError(f"prompt_len must be in [0, {T}) for sequences of {T}, got {prompt_len}")
     t = sample_times(B, eps, stratified, generator, x0.device)
-    answer = None
+    real = (x0 != PAD_ID) if attention_mask is None else attention_mask.clone()
     if prompt_len:
-        answer = (torch.arange(T, device=x0.device) >= prompt_len).expand(B, T)  # (B, T)
-    xt, masked = mask_tokens(x0, t, generator, attention_mask, maskable=answer)
+        real[:, :prompt_len] = False  # the prompt is never masked, nor scored
+    if masking == "rate":
+        xt, masked = mask_tokens(x0, t, generator, attention_mask, maskable=real)
+        share = t  # the expected share of bytes masked; the loss divides by it
+    else:
+        xt, masked, share = mask_count(x0, t, generator, real)
     logits = model(xt, attention_mask)  # (B, T, V) float32
     ce = F.cross_entropy(
         logits.transpose(1, 2), x0.clamp_max(logits.shape[-1] - 1), reduction="none"
     )
-    weighted = (ce * masked) / t[:, None]  # (B, T)
-    real = (x0 != PAD_ID) if attention_mask is None else attention_mask
-    if answer is not None:
-        real = real & answer
+    weighted = (ce * masked) / share[:, None]  # (B, T)
     return weighted.sum() / real.sum().clamp_min(1)
 
 

@@ -208,6 +208,7 @@ class Trainer:
             x0,
             eps=cfg.mask_eps,
             stratified=cfg.stratified_t if train else True,
+            masking=cfg.masking,
             generator=gen,
             prompt_len=clean_prefix_length(x0.shape[1], cfg.prompt_frac, prefix, gen),
         )

@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass
 
 from .configs import from_dict, option
-from .diffusion import DEFAULT_MASK_EPS
+from .diffusion import DEFAULT_MASK_EPS, MASKINGS
 from .precision import AMP_MODES, DEVICES
 
 # Keys of train_config.json that are not options: fields older versions wrote (the trainer
@@ -39,6 +39,12 @@ class TrainConfig:
     compile: bool = option(False, "wrap the model in torch.compile")
     mask_eps: float = option(DEFAULT_MASK_EPS, "smallest masking rate t (diffusion loss)")
     stratified_t: bool = option(True, "low-discrepancy draw of t across the batch (MDLM)")
+    masking: str = option(
+        "rate",
+        "diffusion loss: 'rate' masks each byte with probability t, weight 1/t; 'count' masks "
+        "exactly ceil(t n) of n bytes, weight n/l (LLaDA Eq. 6)",
+        choices=MASKINGS,
+    )
     random_length_frac: float = option(
         0.0, "fraction of batches cut to a random length (LLaDA uses 0.01)"
     )

@@ -7,7 +7,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ddlm.ar import ar_loss
-from ddlm.diffusion import bits_per_byte, diffusion_loss, mask_tokens, sample_times
+from ddlm.diffusion import (
+    bits_per_byte,
+    diffusion_loss,
+    mask_count,
+    mask_tokens,
+    sample_times,
+)
 from ddlm.tokenizer import MASK_ID, PAD_ID
 
 
@@ -197,3 +203,29 @@ def test_conditional_bits_per_byte_scores_only_the_answer(estimator):
     assert abs(exact - full) > 4 * r.stderr  # the check can tell the two apart
     with pytest.raises(ValueError, match="prompt_len"):
         bits_per_byte(Uniform(p), data, seq_len=64, prompt_len=64)
+
+
+def test_count_masking_masks_exactly_ceil_t_n_and_estimates_the_same_bound():
+    x0 = torch.randint(0, 256, (4, 32))
+    real = torch.ones(4, 32, dtype=torch.bool)
+    real[:, :8] = False  # a prompt: never masked
+    t = torch.tensor([0.01, 0.3, 0.5, 1.0])
+    xt, masked, share = mask_count(x0, t, torch.Generator().manual_seed(0), real)
+    assert masked.sum(1).tolist() == [1, 8, 12, 24]  # ceil(t * 24), at least one
+    assert not masked[:, :8].any() and torch.equal(xt == MASK_ID, masked)
+    torch.testing.assert_close(share, torch.tensor([1, 8, 12, 24]) / 24)
+    # For a model that ignores context both masking rules estimate the exact NLL.
+    g = torch.Generator().manual_seed(3)
+    p = torch.rand(256, generator=g) + 0.1
+    p = p / p.sum()
+    data = torch.randint(0, 256, (64, 32), generator=g)
+    exact = (-p.log()[data]).mean()
+    for masking in ("rate", "count"):
+        gen = torch.Generator().manual_seed(1)
+        losses = torch.stack(
+            [diffusion_loss(Uniform(p), data, generator=gen, masking=masking) for _ in range(200)]
+        )
+        stderr = losses.std() / math.sqrt(len(losses))
+        assert abs(losses.mean() - exact) < 4 * stderr, masking
+    with pytest.raises(ValueError, match="masking"):
+        diffusion_loss(Uniform(p), data, masking="both")

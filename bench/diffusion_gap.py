@@ -1,0 +1,108 @@
+"""What closes the diffusion/AR gap at equal compute? nanoGPT's small CPU recipe, one change at a time.
+
+The recipe (nanoGPT's shakespeare_char CPU run): 4 layers, 4 heads, dim 128, context 64,
+batch 12, lr 1e-3 with 100 warmup steps and a cosine to 1e-4, 2000 steps, no dropout; here on
+the embedded pydoc corpus with ddlm's model (MLA, latent 32, Mish). The AR twin trains with
+the same body, steps and bytes. Every run is evaluated on every byte of the validation split
+at 64-byte windows, the length it was trained at: exact bits per byte for AR, the ELBO
+(LLaDA's l-estimator, 4 draws per window, with its standard error) for diffusion.
+
+Each candidate changes one thing of the diffusion recipe; batch 24 halves the steps so that
+every run sees the same bytes. The printed ratio is diffusion / AR (AR of the same seed).
+
+    python bench/diffusion_gap.py --json bench/diffusion_gap.json     # about 30 min, 2 cores
+    python bench/diffusion_gap.py --steps 50 --seeds 1                 # a smoke run
+"""
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from ddlm import ModelConfig, ar  # noqa: E402
+from ddlm.data import load_corpus, split  # noqa: E402
+from ddlm.train import TrainConfig, Trainer  # noqa: E402
+
+BODY = dict(dim=128, n_layers=4, n_heads=4, kv_latent_dim=32, max_seq_len=64)
+RECIPE = dict(
+    batch_size=12, seq_len=64, lr=1e-3, warmup_steps=100, min_lr_ratio=0.1, eval_every=0,
+    ckpt_every=0, log_every=100, device="cpu", amp="off",
+)  # fmt: skip
+
+# name -> (model overrides, train overrides, step factor)
+CANDIDATES = {
+    "ar": (dict(causal=True), dict(), 1.0),
+    "diffusion": (dict(), dict(), 1.0),
+    "count masking": (dict(), dict(masking="count"), 1.0),
+    "lr 3e-3": (dict(), dict(lr=3e-3), 1.0),
+    "lr 3e-3, warmup 300": (dict(), dict(lr=3e-3, warmup_steps=300), 1.0),
+    "batch 24, half the steps": (dict(), dict(batch_size=24), 0.5),
+}
+
+
+def run(name: str, seed: int, steps: int, data: torch.Tensor, val: torch.Tensor) -> dict:
+    model_over, train_over, factor = CANDIDATES[name]
+    mcfg = ModelConfig(**{**BODY, **model_over})
+    tcfg = TrainConfig(**{**RECIPE, **train_over, "steps": int(steps * factor), "seed": seed})
+    t0 = time.perf_counter()
+    trainer = Trainer(mcfg, tcfg, data=data, progress=False)
+    trainer.fit()
+    seconds = time.perf_counter() - t0
+    with torch.no_grad():
+        r = ar.evaluate(trainer.model.eval(), val, seq_len=64, n_samples=4, batch_size=64)
+    return {**r.to_dict(), "train_seconds": round(seconds, 1), "steps": tcfg.steps}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--steps", type=int, default=2000)
+    p.add_argument("--seeds", type=int, default=2)
+    p.add_argument("--only", nargs="+", choices=list(CANDIDATES), default=list(CANDIDATES))
+    p.add_argument("--json", default=None)
+    a = p.parse_args()
+    data = load_corpus("pydoc")
+    _, val = split(data)
+    rows: dict[str, list[dict]] = {}
+    started = time.perf_counter()
+    for seed in range(a.seeds):
+        for name in a.only:
+            r = run(name, seed, a.steps, data, val)
+            rows.setdefault(name, []).append(r)
+            print(
+                f"seed {seed} {name:26} {r['bits_per_byte']:.4f} +/- {r['stderr']:.4f} bits/byte "
+                f"({r['estimator']}, {r['n_bytes']:,} bytes, {r['train_seconds']:.0f} s)",
+                flush=True,
+            )
+    print(f"\n{'candidate':26} {'bits/byte (mean of seeds)':>26} {'/ AR':>6}")
+    ar_bits = [r["bits_per_byte"] for r in rows.get("ar", [])]
+    for name, rs in rows.items():
+        bits = [r["bits_per_byte"] for r in rs]
+        ratio = statistics.fmean(b / a for b, a in zip(bits, ar_bits)) if ar_bits else float("nan")
+        spread = f" (seeds {', '.join(f'{b:.3f}' for b in bits)})"
+        print(f"{name:26} {statistics.fmean(bits):>10.4f}{spread:>16} {ratio:>6.3f}")
+    if a.json:
+        out = {
+            "command": "python " + " ".join(sys.argv),
+            "machine": {
+                "cpu": platform.processor() or platform.machine(),
+                "torch": torch.__version__,
+            },
+            "date": time.strftime("%Y-%m-%d"),
+            "runtime_s": round(time.perf_counter() - started),
+            "body": BODY,
+            "recipe": {**RECIPE, "steps": a.steps},
+            "candidates": {k: CANDIDATES[k] for k in a.only},
+            "results": rows,
+        }
+        Path(a.json).write_text(json.dumps(out, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
