@@ -160,9 +160,10 @@ class Trainer:
             tokens += x0.numel() * self.world.size
             last = micro == cfg.grad_accum - 1
             sync = nullcontext() if last or self.world.size == 1 else self.net.no_sync()
-            with sync, autocast(self.device, self.amp_dtype):
-                loss = self._loss(self.net, x0, self.mask_gen, train=True)
-            self.scaler.scale(loss / cfg.grad_accum).backward()
+            with sync:  # DDP averages gradients only on the last micro-batch's backward
+                with autocast(self.device, self.amp_dtype):
+                    loss = self._loss(self.net, x0, self.mask_gen, train=True)
+                self.scaler.scale(loss / cfg.grad_accum).backward()
             total += loss.item() / cfg.grad_accum
         self.scaler.unscale_(self.optimizer)  # clip the true gradients, not the scaled ones
         norm = None
