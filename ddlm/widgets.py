@@ -8,6 +8,10 @@
   Generate button, and a player for the result.
 * `loss_plot()`: an image of the loss curve that redraws as a Trainer reports metrics.
 
+Each has a static form made by the same render functions, for readers without a kernel:
+`filmstrip_html(generation)` (the player at a few steps), `masking_stills_html(text)` (the
+explorer at a few values of t), `render_loss_png(records)` (the finished loss curve).
+
 Builders never display anything; the notebook shows the returned widget on its last line.
 Tests build them, set `slider.value`, and compare the widget's HTML with the render function.
 Callbacks that fail show the error in the widget *and* raise, so tests cannot miss it.
@@ -40,6 +44,14 @@ def render_masking(text: str, t: float, seed: int = 0) -> tuple[str, float]:
         f"<b>t = {t:.2f}</b>: {int(masked.sum())} of {masked.numel()} bytes masked ({frac:.0%})"
     )
     return f"<div>{caption}</div>" + sequence_html(xt[0]), frac
+
+
+def masking_stills_html(text: str, ts=(0.1, 0.5, 0.9), seed: int = 0) -> str:
+    """The explorer's picture at a few values of t, one under the other: its static form, for
+    a reader without a kernel (the same render function the slider redraws with)."""
+    return "".join(
+        f"<div style='margin-bottom:6px'>{render_masking(text, t, seed)[0]}</div>" for t in ts
+    )
 
 
 def masking_explorer(text: str, t: float = 0.3, seed: int = 0) -> W.VBox:
@@ -79,6 +91,18 @@ def render_step(generation: Generation, step: int, show_prompt: bool = True) -> 
     body = sequence_html(s.ids.long(), s.revealed, s.confidence, start=start)
     strip = confidence_strip_html(s.confidence, s.revealed)
     return f"<div>{caption}</div>{body}<div style='margin-top:4px'>confidence</div>{strip}"
+
+
+def filmstrip_html(generation: Generation, steps=None, show_prompt: bool = True) -> str:
+    """The player's picture at a few steps (default four: the start, a third, two thirds and
+    the end): its static form, for a reader on GitHub or nbviewer without a kernel."""
+    last = len(generation.trace) - 1
+    steps = sorted({0, last // 3, 2 * last // 3, last}) if steps is None else steps
+    frames = (
+        f"<div style='margin-bottom:8px'>{render_step(generation, s, show_prompt)}</div>"
+        for s in steps
+    )
+    return "".join(frames)
 
 
 def denoising_player(

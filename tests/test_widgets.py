@@ -8,7 +8,9 @@ from ddlm.tokenizer import MASK_GLYPH
 from ddlm.viz import segments, sequence_html
 from ddlm.widgets import (
     denoising_player,
+    filmstrip_html,
     masking_explorer,
+    masking_stills_html,
     render_masking,
     render_step,
     sampler_panel,
@@ -94,3 +96,17 @@ def test_loss_plot_redraws_on_each_record():
     assert first[:8] == b"\x89PNG\r\n\x1a\n"
     w.callback({"step": 2, "loss": 4.0, "val_loss": 4.5})
     assert w.value != first and len(w.records) == 2
+
+
+def test_static_pictures_are_the_widgets_own_renders(model):
+    g = generate(model, "ab", 12, steps=6, seed=0)
+    strip = filmstrip_html(g)
+    for step in (0, 2, 4, 6):  # the start, a third, two thirds, the end
+        assert render_step(g, step) in strip
+    assert render_step(g, 1) not in strip
+    assert (
+        filmstrip_html(g, steps=[3]) == f"<div style='margin-bottom:8px'>{render_step(g, 3)}</div>"
+    )
+    stills = masking_stills_html("hello world", ts=(0.2, 0.7), seed=3)
+    assert render_masking("hello world", 0.2, 3)[0] in stills
+    assert render_masking("hello world", 0.7, 3)[0] in stills
