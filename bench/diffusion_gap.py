@@ -44,6 +44,10 @@ CANDIDATES = {
     "lr 3e-3": (dict(), dict(lr=3e-3), 1.0),
     "lr 3e-3, warmup 300": (dict(), dict(lr=3e-3, warmup_steps=300), 1.0),
     "batch 24, half the steps": (dict(), dict(batch_size=24), 0.5),
+    # At batch 12 the sequence with the smallest t (weight up to 1/eps = 1000) can dominate a
+    # step's gradient, and clipping the norm to 1 then shrinks the whole step: two probes.
+    "no gradient clipping": (dict(), dict(grad_clip=0.0), 1.0),
+    "mask_eps 0.05": (dict(), dict(mask_eps=0.05), 1.0),
 }
 
 
