@@ -215,15 +215,19 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _loaded(args):
-    """The checkpoint on --device, and the autocast context to sample under."""
+    """The sampler's config, the checkpoint on --device, and the autocast context to sample
+    under."""
     from .model import DiffusionLM
     from .precision import autocast, resolve_amp, resolve_device
+    from .sampling import SamplerConfig
+
+    config = SamplerConfig(**overrides(args, SamplerConfig))
 
     device = resolve_device(args.device)
     model = DiffusionLM.from_pretrained(args.checkpoint, map_location=device)
     # Autocast on a GPU only: on a CPU, sampling in float32 gives the same text on every CPU.
     dtype = resolve_amp("auto", device) if device.type == "cuda" else None
-    return model, autocast(device, dtype)
+    return config, model, autocast(device, dtype)
 
 
 def _show_step(step: int, state) -> None:
@@ -232,10 +236,8 @@ def _show_step(step: int, state) -> None:
 
 def cmd_sample(args: argparse.Namespace) -> int:
     from .ar import sample
-    from .sampling import SamplerConfig
 
-    config = SamplerConfig(**overrides(args, SamplerConfig))
-    model, precision = _loaded(args)
+    config, model, precision = _loaded(args)
     with precision:
         g = sample(
             model,
@@ -252,10 +254,9 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 
 def cmd_infill(args: argparse.Namespace) -> int:
-    from .sampling import SamplerConfig, infill
+    from .sampling import infill
 
-    config = SamplerConfig(**overrides(args, SamplerConfig))
-    model, precision = _loaded(args)
+    config, model, precision = _loaded(args)
     with precision:
         g = infill(
             model,

@@ -1,6 +1,7 @@
 """Shared helpers for the tests (imported as `from helpers import ...`)."""
 
 import ddlm
+from ddlm.train import TrainConfig
 
 
 def tiny_config(**overrides) -> ddlm.ModelConfig:
@@ -19,3 +20,11 @@ FAST_TRAIN_ARGS += ["--sample-every", "0", "--amp", "off", "--device", "cpu"]
 def train_argv(out, *extra, data: str = "pydoc-topics") -> list[str]:
     """`ddlm train` arguments for a small, fast run into `out`."""
     return ["train", "--data", data, "--out", str(out), *SMALL_MODEL_ARGS, *FAST_TRAIN_ARGS, *extra]
+
+
+def fast_config(**overrides) -> TrainConfig:
+    """A TrainConfig for runs of a few steps on a CPU (float32, no evaluation, no checkpoints
+    until the end); tests override what they are about."""
+    base = dict(steps=12, batch_size=4, seq_len=32, amp="off", device="cpu", eval_every=0)
+    base.update(ckpt_every=0, log_every=2, eval_batches=2, warmup_steps=3)
+    return TrainConfig(**{**base, **overrides})

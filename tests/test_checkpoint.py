@@ -2,7 +2,7 @@ import json
 
 import pytest
 import torch
-from helpers import tiny_config
+from helpers import fast_config, tiny_config
 
 import ddlm
 from ddlm import checkpoint
@@ -106,17 +106,8 @@ def test_shipped_names_and_directories_share_one_loader(tmp_path):
 
 
 def _cfg(steps: int) -> TrainConfig:
-    return TrainConfig(
-        steps=steps,
-        batch_size=2,
-        seq_len=16,
-        amp="off",
-        device="cpu",
-        eval_every=0,
-        ckpt_every=0,
-        log_every=1,
-        eval_batches=1,
-        warmup_steps=1,
+    return fast_config(
+        steps=steps, batch_size=2, seq_len=16, log_every=1, eval_batches=1, warmup_steps=1
     )
 
 

@@ -6,7 +6,7 @@ import time
 
 import pytest
 import torch
-from helpers import tiny_config
+from helpers import fast_config, tiny_config
 
 import ddlm
 from ddlm.callbacks import LogSamples
@@ -14,21 +14,7 @@ from ddlm.data import random_length
 from ddlm.diffusion import clean_prefix_length
 from ddlm.train import TrainConfig, Trainer, lr_at
 
-
-def cfg(**kw) -> TrainConfig:
-    base = dict(
-        steps=12,
-        batch_size=4,
-        seq_len=32,
-        amp="off",
-        device="cpu",
-        eval_every=0,
-        ckpt_every=0,
-        log_every=2,
-        eval_batches=2,
-        warmup_steps=3,
-    )
-    return TrainConfig(**{**base, **kw})
+cfg = fast_config
 
 
 def test_loss_falls(small_corpus):
