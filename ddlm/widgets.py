@@ -125,62 +125,78 @@ def denoising_player(
     return box
 
 
+def _controls(prompt: str, length: int, steps: int) -> dict:
+    """The panel's inputs, with full labels (no truncation) and tooltips."""
+    wide = {"description_width": "initial"}  # the label's own width: never cut to "temperat..."
+    rows = max(2, min(8, len(prompt) // 90 + prompt.count("\n") + 1))
+    return {
+        "prompt": W.Textarea(value=prompt, description="prompt", rows=rows, style=wide,
+                             layout=W.Layout(width="95%")),
+        "length": W.IntSlider(value=length, min=8, max=256, step=8, description="length (bytes)",
+                              style=wide),
+        "steps": W.IntSlider(value=steps, min=1, max=256, description="steps (network calls)",
+                             style=wide),
+        "strategy": W.Dropdown(options=list(STRATEGIES), value="low_confidence",
+                               description="which masks to reveal", style=wide),
+        "use_blocks": W.Checkbox(value=False, description="semi-autoregressive blocks", style=wide),
+        "block": W.IntSlider(value=16, min=1, max=256, description="block length", style=wide,
+                             disabled=True),
+        "temperature": W.FloatSlider(value=0.0, min=0.0, max=2.0, step=0.05, style=wide,
+                                     description="temperature (0 = greedy)"),
+        "use_threshold": W.Checkbox(value=False, description="threshold decoding", style=wide),
+        "threshold": W.FloatSlider(value=0.9, min=0.05, max=1.0, step=0.05, style=wide,
+                                   description="confidence threshold tau", disabled=True),
+        "seed": W.IntText(value=0, description="seed", style=wide, layout=W.Layout(width="160px")),
+    }  # fmt: skip
+
+
 def sampler_panel(model, prompt: str = "The ", length: int = 64, steps: int = 32) -> W.VBox:
-    """Controls for `generate` and a player for the result. `panel.generate()` runs it."""
-    prompt_box = W.Textarea(value=prompt, description="prompt", layout=W.Layout(width="95%"))
-    length_s = W.IntSlider(value=length, min=8, max=256, step=8, description="length")
-    steps_s = W.IntSlider(value=steps, min=1, max=256, description="steps")
-    strategy = W.Dropdown(options=list(STRATEGIES), value="low_confidence", description="strategy")
-    block = W.IntText(value=0, description="block (0=off)", layout=W.Layout(width="200px"))
-    temperature = W.FloatSlider(value=0.0, min=0.0, max=2.0, step=0.05, description="temperature")
-    use_threshold = W.Checkbox(value=False, description="threshold decoding")
-    threshold = W.FloatSlider(value=0.9, min=0.05, max=1.0, step=0.05, description="tau")
-    seed = W.IntText(value=0, description="seed", layout=W.Layout(width="160px"))
-    button = W.Button(description="Generate", button_style="primary")
-    status = W.HTML()
-    result = W.VBox()
+    """Controls for `generate` and a player for the result. `panel.generate()` runs it.
+
+    Options that do not apply are disabled (the block length without blocks, tau without
+    threshold decoding); while a generation runs, the status line counts its steps.
+    """
+    c = _controls(prompt, length, steps)
+    for flag, option in (("use_blocks", "block"), ("use_threshold", "threshold")):
+        c[flag].observe(lambda ch, o=option: setattr(c[o], "disabled", not ch["new"]), "value")
+    button = W.Button(description="Generate", button_style="primary", tooltip="run the sampler")
+    status, result = W.HTML(), W.VBox(layout=W.Layout(border_top="1px solid #ddd"))
 
     def on_generate(_=None) -> Generation:
-        status.value = "generating..."
+        n = c["length"].value
+        total = min(c["steps"].value, n)
+        status.value = f"generating: step 0 / {total}"
         try:
-            n = length_s.value
             config = SamplerConfig(
-                steps=min(steps_s.value, n),
-                strategy=strategy.value,
-                block_length=block.value or None,
-                temperature=temperature.value,
-                threshold=threshold.value if use_threshold.value else None,
+                steps=total,
+                strategy=c["strategy"].value,
+                block_length=c["block"].value if c["use_blocks"].value else None,
+                temperature=c["temperature"].value,
+                threshold=c["threshold"].value if c["use_threshold"].value else None,
             )
-            g = generate(model, prompt_box.value, n, config, seed=seed.value)
+
+            def progress(i, _state):
+                status.value = f"generating: step {i} / {total}"
+
+            g = generate(model, c["prompt"].value, n, config, seed=c["seed"].value,
+                         callback=progress)  # fmt: skip
         except Exception as e:  # show it in the panel, then let it propagate
             status.value = f"<span style='color:#b00'>error: {html.escape(str(e))}</span>"
             raise
         status.value = f"{g.nfe} network evaluations"
-        player = denoising_player(g)
-        result.children = (player,)
-        box.player, box.last = player, g
+        box.player, box.last = denoising_player(g), g
+        result.children = (box.player,)
         return g
 
     button.on_click(on_generate)
-    controls = W.VBox(
-        [
-            prompt_box,
-            W.HBox([length_s, steps_s]),
-            W.HBox([strategy, block]),
-            W.HBox([temperature, seed]),
-            W.HBox([use_threshold, threshold]),
-            W.HBox([button, status]),
-        ]
-    )
-    box = W.VBox([controls, result])
-    box.prompt, box.length, box.steps, box.strategy = prompt_box, length_s, steps_s, strategy
-    box.block, box.temperature, box.use_threshold, box.threshold = (
-        block,
-        temperature,
-        use_threshold,
-        threshold,
-    )
-    box.seed, box.button, box.status, box.result = seed, button, status, result
+    rows = [["prompt"], ["length", "steps"], ["strategy", "temperature"],
+            ["use_blocks", "block"], ["use_threshold", "threshold"], ["seed"]]  # fmt: skip
+    controls = W.VBox([W.HBox([c[k] for k in row]) for row in rows])
+    action = W.HBox([button, status], layout=W.Layout(margin="12px 0 12px 0"))
+    box = W.VBox([controls, action, result])
+    for name, widget in c.items():
+        setattr(box, name, widget)
+    box.button, box.status, box.result = button, status, result
     box.generate, box.player, box.last = on_generate, None, None
     return box
 

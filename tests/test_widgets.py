@@ -110,3 +110,21 @@ def test_static_pictures_are_the_widgets_own_renders(model):
     stills = masking_stills_html("hello world", ts=(0.2, 0.7), seed=3)
     assert render_masking("hello world", 0.2, 3)[0] in stills
     assert render_masking("hello world", 0.7, 3)[0] in stills
+
+
+def test_sampler_panel_disables_what_does_not_apply_and_counts_steps(model):
+    panel = sampler_panel(model, prompt="hi", length=16, steps=8)
+    assert panel.threshold.disabled and panel.block.disabled
+    panel.use_threshold.value = True
+    assert not panel.threshold.disabled
+    panel.use_blocks.value, panel.block.value = True, 8
+    assert not panel.block.disabled
+    seen = []
+    panel.status.observe(lambda ch: seen.append(ch["new"]), "value")
+    g = panel.generate()
+    assert g.nfe <= 8 and (g.trace[1].revealed.nonzero() < 2 + 8).all()  # the first block first
+    assert "generating: step 1 / 8" in seen and seen[-1].endswith("network evaluations")
+    panel.use_blocks.value = False
+    assert panel.block.disabled
+    for widget in (panel.temperature, panel.threshold, panel.strategy, panel.steps):
+        assert widget.style.description_width == "initial"  # labels are never cut short
