@@ -254,9 +254,13 @@ def test_sampler_panel_generates_in_the_page(browser, lab):
     area.type(prompt)
     panel.locator(".widget-slider").nth(0)  # length slider exists
     panel.locator("button", has_text="Generate").click()
+    # Run All already generated once (the notebook's still picture of the panel), so wait for
+    # a player that shows *this* prompt, not just for a finished status line.
+    want = re.sub(r"\s|↵", "", prompt)
     page.wait_for_function(
-        "el => el.innerText.includes('network evaluations')",
-        arg=panel.locator(".widget-html").first.element_handle(),
+        """([el, want]) => [...el.querySelectorAll('.widget-play')].some(
+            p => p.closest('.widget-vbox').innerText.replace(/\\s|↵/g, '').includes(want))""",
+        arg=[panel.element_handle(), want],
         timeout=60_000,
     )
     box = panel.locator(".widget-vbox:has(> .widget-hbox > .widget-play)").first
