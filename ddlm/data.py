@@ -15,13 +15,15 @@ A corpus is just bytes. Sources:
 Split: the last `val_fraction` (default 10%) of the bytes is validation, the rest training.
 Deterministic, no shuffling: validation text is text the model never saw.
 
-Shapes: corpora are 1-D uint8 tensors; batches are (B, T) int64.
+Shapes: corpora are 1-D uint8 tensors (int16 token ids with EOS between documents, when
+asked for); batches are (B, T) int64.
 """
 
 from __future__ import annotations
 
 import ast
 import hashlib
+import json
 import os
 import sys
 import sysconfig
@@ -63,25 +65,31 @@ MEMMAP_THRESHOLD = 64 * 2**20  # files larger than this are memory-mapped, not r
 # ---- the embedded corpus -------------------------------------------------------------
 
 
-def pydoc_topics_text() -> bytes:
-    """CPython's `help()` topics, in sorted topic order, separated by blank lines."""
+def pydoc_topics_documents() -> list[bytes]:
+    """CPython's `help()` topics, one document each, in sorted topic order."""
     from pydoc_data.topics import topics
 
-    return "\n\n".join(topics[k].strip() for k in sorted(topics)).encode("utf-8") + b"\n"
+    return [topics[k].strip().encode("utf-8") for k in sorted(topics)]
+
+
+def pydoc_topics_text() -> bytes:
+    """CPython's `help()` topics, in sorted topic order, separated by blank lines."""
+    return b"\n\n".join(pydoc_topics_documents()) + b"\n"
 
 
 _SKIP_DIRS = {"test", "tests", "idlelib", "lib2to3", "turtledemo", "site-packages", "ensurepip"}
 
 
-def stdlib_docstrings_text() -> bytes:
+def stdlib_docstrings_documents() -> list[bytes]:
     """The docstrings of the standard library's .py files, read with `ast` (never imported).
 
-    Files are visited in sorted path order; in each, module, class and function docstrings
-    in source order (`ast.walk`), separated by blank lines. Test suites, IDLE, lib2to3,
-    turtledemo, ensurepip and site-packages are left out.
+    One document per file that has any: its module, class and function docstrings in source
+    order (`ast.walk`), separated by blank lines. Files are visited in sorted path order; test
+    suites, IDLE, lib2to3, turtledemo, ensurepip and site-packages are left out, and so are
+    docstrings of 40 characters or fewer (one-liners like "Return x.").
     """
     root = Path(sysconfig.get_paths()["stdlib"])
-    parts: list[str] = []
+    documents: list[bytes] = []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if d not in _SKIP_DIRS and not d.startswith("__"))
         for name in sorted(filenames):
@@ -91,30 +99,57 @@ def stdlib_docstrings_text() -> bytes:
                 tree = ast.parse(Path(dirpath, name).read_bytes())
             except (SyntaxError, ValueError, OSError):
                 continue
+            parts = []
             for node in ast.walk(tree):
                 if isinstance(
                     node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
                 ):
                     doc = ast.get_docstring(node)
-                    if doc and len(doc) > 40:  # skip one-liners like "Return x."
+                    if doc and len(doc) > 40:
                         parts.append(doc.strip())
-    return "\n\n".join(parts).encode("utf-8", errors="replace") + b"\n"
+            if parts:
+                documents.append("\n\n".join(parts).encode("utf-8", errors="replace"))
+    return documents
+
+
+def stdlib_docstrings_text() -> bytes:
+    """All of `stdlib_docstrings_documents`, separated by blank lines."""
+    return b"\n\n".join(stdlib_docstrings_documents()) + b"\n"
 
 
 def _embedded(name: str, cache_dir: Path) -> bytes:
+    """The embedded corpus's bytes: its documents separated by blank lines (cached per Python)."""
     if name == "pydoc-topics":
         return pydoc_topics_text()
+    text, _ = _pydoc_cached(cache_dir)
+    return text
+
+
+def _pydoc_cached(cache_dir: Path) -> tuple[bytes, list[int]]:
+    """(the pydoc text, each document's length), built once per Python version and cached."""
     version = f"{sys.version_info.major}.{sys.version_info.minor}.{sys.version_info.micro}"
     path = cache_dir / f"pydoc-{version}.txt"
-    if path.exists():
-        return path.read_bytes()
-    data = pydoc_topics_text() + b"\n" + stdlib_docstrings_text()
+    lengths_path = cache_dir / f"pydoc-{version}.documents.json"
+    if path.exists() and lengths_path.exists():
+        return path.read_bytes(), json.loads(lengths_path.read_text())
+    documents = pydoc_topics_documents() + stdlib_docstrings_documents()
+    text = b"\n\n".join(documents) + b"\n"
+    lengths = [len(d) for d in documents]
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(path, data)
+        atomic_write_bytes(path, text)
+        atomic_write_bytes(lengths_path, json.dumps(lengths).encode())
     except OSError:
         pass  # a read-only install still works, just slower each time
-    return data
+    return text, lengths
+
+
+def _documents(name: str, cache_dir: Path) -> list[bytes]:
+    if name == "pydoc-topics":
+        return pydoc_topics_documents()
+    text, lengths = _pydoc_cached(cache_dir)
+    starts = np.cumsum([0] + [n + 2 for n in lengths])  # each document, then a blank line
+    return [text[s : s + n] for s, n in zip(starts.tolist(), lengths)]
 
 
 # ---- downloads -----------------------------------------------------------------------
@@ -159,12 +194,16 @@ def _remote(name: str, cache_dir: Path, url: str | None) -> Path:
 # ---- loading -------------------------------------------------------------------------
 
 
+def _folder_files(path: Path) -> list[Path]:
+    files = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
+    if not files:
+        raise ValueError(f"folder {path} holds no files")
+    return files
+
+
 def _read_path(path: Path) -> np.ndarray | bytes:
     if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
-        if not files:
-            raise ValueError(f"folder {path} holds no files")
-        return b"\n".join(p.read_bytes() for p in files)
+        return b"\n".join(p.read_bytes() for p in _folder_files(path))
     if path.stat().st_size > MEMMAP_THRESHOLD:
         return np.memmap(path, dtype=np.uint8, mode="c")  # copy-on-write: never touches the file
     return path.read_bytes()
@@ -174,32 +213,73 @@ def load_corpus(
     source: str | os.PathLike = "pydoc",
     cache_dir: str | os.PathLike | None = None,
     url: str | None = None,
+    eos: bool = False,
 ) -> torch.Tensor:
     """Load a corpus as a 1-D uint8 tensor of bytes.
 
     `source` is "pydoc" (default), "pydoc-topics", "tinyshakespeare", or a path to a file or
     folder. `url` overrides the download address of a remote corpus (tests point it at a
     local server). Large files are memory-mapped rather than read.
+
+    With `eos=True` the corpus is a 1-D int16 tensor of token ids instead: its documents, each
+    followed by EOS (see `with_eos`). A pydoc topic, a standard-library file's docstrings and a
+    file of a folder are documents; a single file is one document.
     """
     cache = Path(cache_dir) if cache_dir is not None else CACHE_DIR
     name = str(source)
+    if eos:
+        return with_eos(_load_documents(name, cache, url))
     if name in EMBEDDED:
         data: np.ndarray | bytes = _embedded(name, cache)
     elif name in REMOTE_CORPORA:
         data = _read_path(_remote(name, cache, url))
     else:
-        path = Path(name).expanduser()
-        if not path.exists():
-            raise FileNotFoundError(
-                f"corpus {name!r} is neither a file nor a folder nor a known corpus "
-                f"({', '.join(EMBEDDED + tuple(REMOTE_CORPORA))})"
-            )
-        data = _read_path(path)
+        data = _read_path(_local(name))
     if len(data) == 0:
         raise ValueError(f"corpus {name!r} is empty")
     if isinstance(data, np.ndarray):
         return torch.from_numpy(data)  # shares the memory map
     return torch.frombuffer(bytearray(data), dtype=torch.uint8)
+
+
+def _local(name: str) -> Path:
+    path = Path(name).expanduser()
+    if not path.exists():
+        raise FileNotFoundError(
+            f"corpus {name!r} is neither a file nor a folder nor a known corpus "
+            f"({', '.join(EMBEDDED + tuple(REMOTE_CORPORA))})"
+        )
+    return path
+
+
+def _load_documents(name: str, cache: Path, url: str | None) -> list[bytes]:
+    if name in EMBEDDED:
+        documents = _documents(name, cache)
+    elif name in REMOTE_CORPORA:
+        documents = [_remote(name, cache, url).read_bytes()]
+    else:
+        path = _local(name)
+        files = _folder_files(path) if path.is_dir() else [path]
+        documents = [p.read_bytes() for p in files]
+    documents = [d for d in documents if d]
+    if not documents:
+        raise ValueError(f"corpus {name!r} is empty")
+    return documents
+
+
+def with_eos(documents: list[bytes]) -> torch.Tensor:
+    """Token ids (int16) of `documents`, each followed by EOS: what a model learns to end on.
+
+    The blank line (or newline) that separates documents in the plain corpus is replaced by
+    the EOS, so the text between two EOS is exactly one document.
+    """
+    from .tokenizer import EOS_ID
+
+    eos = torch.tensor([EOS_ID], dtype=torch.int16)
+    parts = []
+    for doc in documents:
+        parts += [torch.frombuffer(bytearray(doc), dtype=torch.uint8).to(torch.int16), eos]
+    return torch.cat(parts)
 
 
 def split(data: torch.Tensor, val_fraction: float = 0.1) -> tuple[torch.Tensor, torch.Tensor]:

@@ -32,6 +32,7 @@ from .diffusion import clean_prefix_length
 from .files import write_json
 from .model import CONFIG_NAME, DiffusionLM, ModelConfig
 from .precision import autocast, dtype_name, resolve_amp, resolve_device
+from .tokenizer import EOS_ID
 from .train_config import TrainConfig, lr_at
 
 
@@ -72,7 +73,7 @@ class Trainer:
         self.world = distributed.setup(resolve_device(train.device))
         self.device, self.is_main = self.world.device, self.world.is_main
         self.amp_dtype = resolve_amp(train.amp, self.device)
-        corpus = data if isinstance(data, torch.Tensor) else load_corpus(data)
+        corpus = data if isinstance(data, torch.Tensor) else load_corpus(data, eos=train.eos)
         self.train_data, self.val_data = split(corpus, train.val_fraction)
         torch.manual_seed(train.seed)
         model = DiffusionLM(model) if isinstance(model, ModelConfig) else model
@@ -241,13 +242,23 @@ class Trainer:
 
     def run_facts(self) -> dict:
         """What the config alone does not say: the precision and device `auto` resolved to,
-        and which corpus (its SHA-256 and size; the embedded one differs between Pythons)."""
-        corpus = torch.cat([self.train_data, self.val_data]).numpy().tobytes()
-        return {
+        and which corpus (its SHA-256 and size; the embedded one differs between Pythons).
+        A corpus with EOS (int16 ids) is hashed as its little-endian int16 ids and counted in
+        symbols, its EOS among them."""
+        corpus = torch.cat([self.train_data, self.val_data])
+        raw = corpus.numpy().astype("<i2" if corpus.dtype == torch.int16 else "u1").tobytes()
+        facts = {
             "amp": dtype_name(self.amp_dtype),
             "device": str(self.device),
-            "corpus_sha256": hashlib.sha256(corpus).hexdigest(),
-            "corpus_bytes": len(corpus),
+            "corpus_sha256": hashlib.sha256(raw).hexdigest(),
+        }
+        if corpus.dtype == torch.uint8:
+            facts["corpus_bytes"] = len(corpus)
+        else:
+            facts["corpus_symbols"] = len(corpus)
+            facts["corpus_eos"] = int((corpus == EOS_ID).sum())
+        return {
+            **facts,
             "python": platform.python_version(),
             "torch": torch.__version__,
         }

@@ -54,6 +54,9 @@ class TrainConfig:
     clean_prefix_frac: float = option(
         0.0, "fraction of batches whose first k ~ U{0..T-17} bytes stay clean (diffusion)"
     )
+    eos: bool = option(
+        False, "end each document of the corpus with EOS, so the model learns to end a text"
+    )
     val_fraction: float = option(0.1, "last fraction of the corpus held out for validation")
     eval_every: int = option(100, "steps between validation losses (0 = only at the end)")
     eval_batches: int = option(8, "validation batches per evaluation")

@@ -6,7 +6,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from ddlm.data import REMOTE_CORPORA, Batcher, RemoteCorpus, load_corpus, pydoc_topics_text, split
+from ddlm.data import (
+    REMOTE_CORPORA,
+    Batcher,
+    RemoteCorpus,
+    load_corpus,
+    pydoc_topics_text,
+    split,
+    with_eos,
+)
+from ddlm.tokenizer import EOS_ID
 
 
 def test_pydoc_topics_is_english_and_offline():
@@ -30,6 +39,36 @@ def test_file_and_folder(tmp_path):
     (tmp_path / "b.txt").write_bytes(b"world")
     assert bytes(load_corpus(tmp_path / "a.txt").tolist()) == b"hello "
     assert bytes(load_corpus(tmp_path).tolist()) == b"hello \nworld"
+
+
+def _documents_of(ids: torch.Tensor) -> list[bytes]:
+    """Split int16 ids at EOS: the documents (the last EOS ends the last one)."""
+    assert ids.dtype == torch.int16 and int(ids[-1]) == EOS_ID
+    ends = (ids == EOS_ID).nonzero().flatten().tolist()
+    starts = [0] + [e + 1 for e in ends[:-1]]
+    return [bytes(ids[s:e].tolist()) for s, e in zip(starts, ends)]
+
+
+def test_eos_ends_every_document_and_replaces_the_separator(tmp_path):
+    (tmp_path / "a.txt").write_bytes(b"hello ")
+    (tmp_path / "b.txt").write_bytes(b"world")
+    (tmp_path / "empty.txt").write_bytes(b"")
+    assert _documents_of(load_corpus(tmp_path, eos=True)) == [b"hello ", b"world"]
+    assert _documents_of(load_corpus(tmp_path / "a.txt", eos=True)) == [b"hello "]
+    assert with_eos([b"ab", b"c"]).tolist() == [97, 98, EOS_ID, 99, EOS_ID]
+
+
+def test_pydoc_documents_are_the_plain_corpus_cut_at_its_blank_lines(tmp_path):
+    # One document per help() topic and per standard-library file; joined by the blank lines
+    # they replace, they are byte for byte the plain corpus (which trained the shipped model).
+    for name in ("pydoc-topics", "pydoc"):
+        docs = _documents_of(load_corpus(name, cache_dir=tmp_path, eos=True))
+        plain = bytes(load_corpus(name, cache_dir=tmp_path).tolist())
+        assert b"\n\n".join(docs) + b"\n" == plain
+        assert len(docs) > (50 if name == "pydoc-topics" else 300)
+    # The cached text is reused with its document lengths (a second load reads, not rebuilds).
+    assert len(list(tmp_path.glob("pydoc-*.documents.json"))) == 1
+    assert _documents_of(load_corpus("pydoc", cache_dir=tmp_path, eos=True)) == docs
 
 
 def test_large_file_is_memory_mapped(tmp_path, monkeypatch):

@@ -260,3 +260,21 @@ def test_the_run_records_what_auto_chose_and_which_corpus(tmp_path, small_corpus
     assert run["corpus_bytes"] == len(small_corpus)
     assert run["corpus_sha256"] == hashlib.sha256(small_corpus.numpy().tobytes()).hexdigest()
     assert TrainConfig.from_dict(saved) == cfg(steps=1)  # the facts are not options
+
+
+def test_a_run_with_eos_trains_on_documents_and_records_them(tmp_path):
+    from ddlm.tokenizer import EOS_ID
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for i in range(6):
+        (docs / f"{i}.txt").write_text(f"document number {i} says hello to the model. " * 3)
+    trainer = Trainer(
+        tiny_config(), cfg(steps=2, eos=True), docs, out_dir=tmp_path / "run", progress=False
+    )
+    corpus = torch.cat([trainer.train_data, trainer.val_data])
+    assert int((corpus == EOS_ID).sum()) == 6  # EOS ends each file, and is a training target
+    trainer.fit()
+    run = json.loads((tmp_path / "run" / "train_config.json").read_text())["run"]
+    assert run["corpus_eos"] == 6 and run["corpus_symbols"] == len(corpus)
+    assert "corpus_bytes" not in run
