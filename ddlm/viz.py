@@ -11,11 +11,11 @@ import math
 
 import torch
 
-from .tokenizer import MASK_GLYPH, MASK_ID, N_BYTES
+from .tokenizer import EOS_ID, MASK_GLYPH, MASK_ID, N_BYTES
 
-_STYLE = (
+TEXT_STYLE = (
     "font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; font-size: 13px; "
-    "line-height: 1.5; white-space: pre-wrap; word-break: break-all; max-width: 100%"
+    "line-height: 1.5; white-space: break-spaces; word-break: break-all; max-width: 100%"
 )
 
 
@@ -31,7 +31,9 @@ def _utf8_width(first: int) -> int:
     return 1
 
 
-def segments(ids: torch.Tensor | list[int]) -> list[tuple[str, list[int]]]:
+def segments(
+    ids: torch.Tensor | list[int], eos_glyph: str | None = None
+) -> list[tuple[str, list[int]]]:
     """Split a sequence of ids into displayable pieces: (text, positions it covers).
 
     A complete UTF-8 character made of known bytes is one piece; a MASK is the glyph `█`;
@@ -48,6 +50,8 @@ def segments(ids: torch.Tensor | list[int]) -> list[tuple[str, list[int]]]:
             i += 1
             continue
         if b >= N_BYTES:
+            if b == EOS_ID and eos_glyph is not None and (i == 0 or ids[i - 1] != EOS_ID):
+                out.append((eos_glyph, [i]))
             i += 1
             continue
         width = _utf8_width(b)
@@ -64,13 +68,26 @@ def segments(ids: torch.Tensor | list[int]) -> list[tuple[str, list[int]]]:
     return out
 
 
-def confidence_color(c: float) -> str:
-    """A colour for a probability in [0, 1]: red (unsure) through yellow to green (sure)."""
+def confidence_color(c: float, lightness: int = 80) -> str:
+    """A colour for a probability in [0, 1]: red (unsure) through yellow to green (sure).
+
+    `lightness` 80 is a background tint; about 40 is dark enough for a glyph's own colour.
+    """
     if c is None or math.isnan(c):
         return "transparent"
     c = min(max(c, 0.0), 1.0)
     hue = int(120 * c)  # 0 = red, 120 = green
-    return f"hsl({hue}, 75%, 80%)"
+    return f"hsl({hue}, 75%, {lightness}%)"
+
+
+# A revealed space in generated text: a real space (it copies as one) with a faint dot drawn
+# behind it, so that a run of spaces the model wrote can be seen and counted.
+_SPACE = (
+    '<span class="s" style="background:radial-gradient(circle, #aaa 0 1.5px, transparent 2px)">'
+    " </span>"
+)
+_PROMPT_COLOR = "#777"
+EOS_GLYPH = "EOS"  # where the model ended the text
 
 
 def sequence_html(
@@ -78,40 +95,94 @@ def sequence_html(
     revealed: torch.Tensor | None = None,
     confidence: torch.Tensor | None = None,
     start: int = 0,
+    fill: torch.Tensor | None = None,
 ) -> str:
-    """HTML for ids[start:]: masks as grey `█`, bytes revealed at this step highlighted
-    (bold on yellow), and optionally each still-masked position tinted by the model's
-    confidence in its current guess."""
-    parts = []
-    for text, pos in segments(ids[start:]):
+    """HTML for ids[start:]: masks as `█` coloured by the model's confidence in its current
+    guess (grey when there is none), bytes revealed at this step in bold on yellow.
+
+    With `fill` (bool (T,): the positions being generated), the given text (a prompt) is
+    dimmed, and the generated text shows its spaces as faint dots and its newlines as `↵`.
+    Without it, every newline shows as `↵`. An EOS shows once, as a grey "EOS" box.
+    """
+    parts, prompt = [], ""  # a run of given text is gathered into one dimmed span
+    for text, pos in segments(ids[start:], eos_glyph=EOS_GLYPH):
         pos = [p + start for p in pos]
-        glyph = html.escape(text).replace("\n", "↵\n")
-        if text == MASK_GLYPH:
-            c = float(confidence[pos[0]]) if confidence is not None else float("nan")
-            bg = confidence_color(c)
-            parts.append(f'<span class="m" style="color:#888;background:{bg}">{glyph}</span>')
-        elif revealed is not None and any(bool(revealed[p]) for p in pos):
+        generated = fill is None or bool(fill[pos[0]])
+        glyph = html.escape(text).replace("\n", "↵\n" if generated else "\n")
+        if not generated and text != MASK_GLYPH:
+            prompt += glyph
+            continue
+        if prompt:
+            parts.append(f'<span class="p" style="color:{_PROMPT_COLOR}">{prompt}</span>')
+            prompt = ""
+        if text == EOS_GLYPH:
             parts.append(
-                f'<span class="r" style="background:#ffe066;font-weight:bold">{glyph}</span>'
+                '<span class="e" style="color:#fff;background:#777;font-size:11px">EOS</span>'
             )
+        elif text == MASK_GLYPH:
+            c = float(confidence[pos[0]]) if confidence is not None else float("nan")
+            color = "#bbb" if math.isnan(c) else confidence_color(c, 42)
+            parts.append(f'<span class="m" style="color:{color}">{glyph}</span>')
         else:
+            if fill is not None and text == " ":
+                glyph = _SPACE
+            if revealed is not None and any(bool(revealed[p]) for p in pos):
+                glyph = (
+                    f'<span class="r" style="background:#ffe066;font-weight:bold">{glyph}</span>'
+                )
             parts.append(glyph)
-    return f'<div style="{_STYLE}">{"".join(parts)}</div>'
+    if prompt:
+        parts.append(f'<span class="p" style="color:{_PROMPT_COLOR}">{prompt}</span>')
+    return f'<div style="{TEXT_STYLE}">{"".join(parts)}</div>'
 
 
-def confidence_strip_html(confidence: torch.Tensor, revealed: torch.Tensor | None = None) -> str:
-    """One thin coloured cell per position: the confidence heatmap of a step."""
+def confidence_strip_html(
+    confidence: torch.Tensor, revealed: torch.Tensor | None = None, fill: torch.Tensor | None = None
+) -> str:
+    """The confidence heatmap of a step: one cell per generated position (every position
+    without `fill`), in one row that always fits its container (the cells share its width).
+
+    A cell is coloured by the model's confidence in its guess there (light grey once the byte
+    is known); a dark underline marks the bytes revealed at this step.
+    """
+    keep = range(len(confidence)) if fill is None else torch.nonzero(fill).flatten().tolist()
+    values = confidence.float().tolist()
     cells = []
-    for i, c in enumerate(confidence.float().tolist()):
-        border = (
-            "border-bottom:3px solid #333;" if revealed is not None and bool(revealed[i]) else ""
-        )
-        title = "" if math.isnan(c) else f' title="{i}: {c:.2f}"'
+    for i in keep:
+        c = values[i]
+        under = "#333" if revealed is not None and bool(revealed[i]) else "transparent"
+        title = "" if math.isnan(c) else f' title="byte {i}: {c:.2f}"'
+        background = "#eee" if math.isnan(c) else confidence_color(c)
         cells.append(
-            f'<span{title} style="display:inline-block;width:3px;height:14px;'
-            f'background:{confidence_color(c) if not math.isnan(c) else "#eee"};{border}"></span>'
+            f'<span{title} style="flex:1 1 0;min-width:0;background:{background};'
+            f'border-bottom:3px solid {under}"></span>'
         )
-    return f'<div style="line-height:0;max-width:100%;overflow:hidden">{"".join(cells)}</div>'
+    return (
+        '<div class="strip" style="display:flex;width:100%;max-width:100%;height:14px;'
+        f'box-sizing:border-box">{"".join(cells)}</div>'
+    )
+
+
+def legend_html() -> str:
+    """One line saying what the player's marks and colours mean."""
+    scale = "".join(
+        '<span style="display:inline-block;width:10px;height:10px;'
+        f'background:{confidence_color(c)}"></span>'
+        for c in (0.0, 0.25, 0.5, 0.75, 1.0)
+    )
+    items = [
+        f'<span style="color:{confidence_color(0.1, 42)}">{MASK_GLYPH}</span>'
+        f'<span style="color:{confidence_color(0.9, 42)}">{MASK_GLYPH}</span> masked '
+        "(coloured by the model's confidence in its guess)",
+        '<span style="background:#ffe066;font-weight:bold">ab</span> revealed at this step',
+        f"{_SPACE}{_SPACE} spaces, ↵ newlines",
+        f"confidence 0 {scale} 1",
+    ]
+    return (
+        '<div class="legend" style="font-size:12px;color:#555;white-space:normal">'
+        + " &nbsp;·&nbsp; ".join(items)
+        + "</div>"
+    )
 
 
 def plot_losses(records: list[dict], ax=None, title: str = "training loss"):

@@ -20,13 +20,20 @@ HERE = Path(__file__).resolve().parent
 
 
 def clean(nb) -> None:
+    """Drop saved widget state and per-cell timings; keep the metadata JupyterLab would write.
+
+    nbclient has stored the kernel's own `language_info`; the kernelspec gets the installed
+    kernel's display name. Both are what JupyterLab writes when the kernel starts, so a notebook
+    opened on the Python that executed it is not marked modified.
+    """
+    from jupyter_client.kernelspec import KernelSpecManager
+
     nb.metadata.pop("widgets", None)
     nb.metadata["kernelspec"] = {
-        "display_name": "Python 3",
+        "display_name": KernelSpecManager().get_kernel_spec("python3").display_name,
         "language": "python",
         "name": "python3",
     }
-    nb.metadata["language_info"] = {"name": "python"}
     for cell in nb.cells:
         cell.metadata.pop("execution", None)
         cell.metadata.pop("widgets", None)

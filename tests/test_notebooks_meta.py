@@ -20,6 +20,10 @@ def test_notebook_is_executed_and_clean(path):
     nb = json.loads(path.read_text())
     assert "widgets" not in nb["metadata"], "saved widget state: run notebooks/run_all.py"
     assert nb["metadata"]["kernelspec"]["name"] == "python3"
+    # What JupyterLab writes when the kernel starts; anything less marks the notebook modified
+    # the moment it opens (tests/browser checks that it does not).
+    assert nb["metadata"]["kernelspec"]["display_name"] == "Python 3 (ipykernel)"
+    assert {"version", "mimetype", "codemirror_mode"} <= set(nb["metadata"]["language_info"])
     code = [c for c in nb["cells"] if c["cell_type"] == "code"]
     counts = [c["execution_count"] for c in code]
     assert all(counts), "cells without outputs: re-execute with notebooks/run_all.py"

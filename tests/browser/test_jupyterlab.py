@@ -189,6 +189,24 @@ def _shot(page, box, name: str) -> None:
         box.screenshot(path=str(folder / name))
 
 
+def test_opening_a_notebook_does_not_mark_it_modified(browser, lab):
+    # JupyterLab rewrites the kernelspec and language_info metadata with what the kernel says;
+    # run_all.py stores exactly that, so a notebook opened on the Python that executed it is
+    # not modified (on another Python version, language_info.version differs).
+    page = browser.new_page()
+    page.goto(f"{lab['url']}/lab/tree/08_sampling.ipynb?reset&token={lab['token']}")
+    page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=90_000)
+    try:
+        page.locator(".jp-Dialog button", has_text="Select").click(timeout=15_000)
+    except Exception:
+        pass
+    _wait_idle(page, 90_000)  # the kernel has started and reported its language
+    time.sleep(2)
+    tab = page.locator(".lm-TabBar-tab", has_text="08_sampling.ipynb")
+    assert "jp-mod-dirty" not in (tab.get_attribute("class") or "")
+    page.close()
+
+
 def test_overview_slider_replays_the_trace(browser, lab):
     import torch
 
