@@ -133,7 +133,7 @@ def sequence_html(
             parts.append(glyph)
     if prompt:
         parts.append(f'<span class="p" style="color:{_PROMPT_COLOR}">{prompt}</span>')
-    return f'<div style="{TEXT_STYLE}">{"".join(parts)}</div>'
+    return f'<div class="seq" style="{TEXT_STYLE}">{"".join(parts)}</div>'
 
 
 def confidence_strip_html(

@@ -199,28 +199,40 @@ def denoising_player(
     return box
 
 
+def _prompt_rows(prompt: str) -> int:
+    """Rows for the prompt box: its text's lines (about 90 characters each), 2 to 8."""
+    return max(2, min(8, len(prompt) // 90 + prompt.count("\n") + 1))
+
+
 def _controls(prompt: str, length: int, steps: int) -> dict:
     """The panel's inputs, with full labels (no truncation) and tooltips."""
     wide = {"description_width": "initial"}  # the label's own width: never cut to "temperat..."
-    rows = max(2, min(8, len(prompt) // 90 + prompt.count("\n") + 1))
+    rows = _prompt_rows(prompt)
+
+    def box(width: str = "440px") -> W.Layout:  # room for label and track, at most the area
+        return W.Layout(width=width, max_width="100%")
+
     return {
         "prompt": W.Textarea(value=prompt, description="prompt", rows=rows, style=wide,
                              layout=W.Layout(width="95%")),
         "length": W.IntSlider(value=length, min=8, max=256, step=8, description="length (bytes)",
-                              style=wide),
+                              style=wide, layout=box()),
         "steps": W.IntSlider(value=steps, min=1, max=256, description="steps (network calls)",
-                             style=wide),
+                             style=wide, layout=box()),
         "strategy": W.Dropdown(options=list(STRATEGIES), value="low_confidence",
-                               description="which masks to reveal", style=wide),
-        "use_blocks": W.Checkbox(value=False, description="semi-autoregressive blocks", style=wide),
+                               description="which masks to reveal", style=wide, layout=box()),
+        "use_blocks": W.Checkbox(value=False, description="semi-autoregressive blocks", style=wide,
+                                 layout=box()),
         "block": W.IntSlider(value=16, min=1, max=256, description="block length", style=wide,
-                             disabled=True),
+                             disabled=True, layout=box()),
         "temperature": W.FloatSlider(value=0.0, min=0.0, max=2.0, step=0.05, style=wide,
-                                     description="temperature (0 = greedy)"),
-        "use_threshold": W.Checkbox(value=False, description="threshold decoding", style=wide),
+                                     description="temperature (0 = greedy)", layout=box()),
+        "use_threshold": W.Checkbox(value=False, description="threshold decoding", style=wide,
+                                    layout=box()),
         "threshold": W.FloatSlider(value=0.9, min=0.05, max=1.0, step=0.05, style=wide,
-                                   description="confidence threshold tau", disabled=True),
-        "seed": W.IntText(value=0, description="seed", style=wide, layout=W.Layout(width="160px")),
+                                   description="confidence threshold tau", disabled=True,
+                                   layout=box()),
+        "seed": W.IntText(value=0, description="seed", style=wide, layout=box("160px")),
     }  # fmt: skip
 
 
@@ -231,6 +243,7 @@ def sampler_panel(model, prompt: str = "The ", length: int = 64, steps: int = 32
     threshold decoding); while a generation runs, the status line counts its steps.
     """
     c = _controls(prompt, length, steps)
+    c["prompt"].observe(lambda ch: setattr(c["prompt"], "rows", _prompt_rows(ch["new"])), "value")
     for flag, option in (("use_blocks", "block"), ("use_threshold", "threshold")):
         c[flag].observe(lambda ch, o=option: setattr(c[o], "disabled", not ch["new"]), "value")
     button = W.Button(description="Generate", button_style="primary", tooltip="run the sampler")
@@ -265,7 +278,8 @@ def sampler_panel(model, prompt: str = "The ", length: int = 64, steps: int = 32
     button.on_click(on_generate)
     rows = [["prompt"], ["length", "steps"], ["strategy", "temperature"],
             ["use_blocks", "block"], ["use_threshold", "threshold"], ["seed"]]  # fmt: skip
-    controls = W.VBox([W.HBox([c[k] for k in row]) for row in rows])
+    wrap = W.Layout(flex_flow="row wrap")  # a narrow window wraps a row instead of crushing it
+    controls = W.VBox([W.HBox([c[k] for k in row], layout=wrap) for row in rows])
     action = W.HBox([button, status], layout=W.Layout(margin="12px 0 12px 0"))
     box = W.VBox([controls, action, result])
     for name, widget in c.items():

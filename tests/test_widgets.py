@@ -126,6 +126,8 @@ def test_sampler_panel_disables_what_does_not_apply_and_counts_steps(model):
     assert "generating: step 1 / 8" in seen and seen[-1].endswith("network evaluations")
     panel.use_blocks.value = False
     assert panel.block.disabled
+    panel.prompt.value = "x\n" * 5
+    assert panel.prompt.rows == 6  # the box follows its text
     for widget in (panel.temperature, panel.threshold, panel.strategy, panel.steps):
         assert widget.style.description_width == "initial"  # labels are never cut short
 

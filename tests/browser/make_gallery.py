@@ -1,6 +1,10 @@
-"""Make the README's gallery: run the browser test of 00_overview and keep its screenshots.
+"""Make the README's gallery: run the browser tests and keep their screenshots.
 
-    python tests/browser/make_gallery.py        # writes data/gallery/player-step{08,12,32}.png
+    python tests/browser/make_gallery.py
+
+writes data/gallery/: player-step{08,12,32}.png (00_overview's player in a 1400 px window),
+player-900px.png (the same at 900 px), panel-1400px.png and panel-900px.png (08's sampler panel
+after a generation).
 
 Needs what the browser tests need (Debian's chromium and the playwright package).
 """
@@ -22,7 +26,5 @@ if __name__ == "__main__":
         "-o",
         "addopts=",
         "tests/browser",
-        "-k",
-        "overview",
     ]
     raise SystemExit(subprocess.call(cmd, cwd=ROOT, env=env))
