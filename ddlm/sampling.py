@@ -84,6 +84,11 @@ class SamplerConfig:
         False, "let the model end the text: after a revealed EOS, the rest is EOS (unshown)"
     )
     min_length: int = option(0, "with stop_at_eos: bytes to generate before an EOS may come")
+    guidance: float = option(
+        0.0,
+        "classifier-free guidance scale w: logits + w * (logits - logits with the prompt "
+        "masked); 0 = off, > 0 leans harder on the prompt (two network passes per step)",
+    )
 
     def __post_init__(self) -> None:
         def bad(name: str, why: str) -> ValueError:
@@ -111,6 +116,10 @@ class SamplerConfig:
             raise bad("min_length", "must be a non-negative integer")
         if self.min_length and not self.stop_at_eos:
             raise bad("min_length", "means something only with stop_at_eos=True")
+        if self.guidance < 0:
+            raise bad("guidance", "must be >= 0 (0 = off)")
+        if self.guidance and self.cache is not None:
+            raise bad("guidance", "needs the whole sequence each step; use it without a cache")
 
     def with_options(self, **options) -> SamplerConfig:
         """A copy with some fields changed (validated again); unknown names are an error."""
@@ -320,7 +329,8 @@ def denoise(
     fill = fill.to(device)
     block_of = block_index(fill, config.block_length)
     eos_ok = fill & (fill.long().cumsum(1) > config.min_length) if config.stop_at_eos else None
-    network = _Network(model, attention_mask, config)
+    given = ~fill if attention_mask is None else ~fill & attention_mask.to(device)
+    network = _Network(model, attention_mask, config, given)
     traces = [[TraceStep.start(row)] for row in ids]
     nfe = torch.zeros(B, dtype=torch.long)
     block = torch.zeros(B, dtype=torch.long, device=device)
@@ -341,7 +351,7 @@ def denoise(
                 ids = end_at_eos(ids, fill)
                 reveal = masked & (ids != MASK_ID)
             used += live.long()
-            nfe += live.long().cpu()
+            nfe += live.long().cpu() * network.passes
             _record(traces, live, ids, pred, torch.where(masked, conf, float("nan")), reveal)
             if callback is not None:
                 callback(int(nfe[0]), traces[0][-1])
@@ -383,15 +393,25 @@ class _Network:
     would change as the block fills in, so this is an approximation; refresh=1 makes it exact.
     """
 
-    def __init__(self, model, attention_mask: torch.Tensor | None, config: SamplerConfig):
+    def __init__(
+        self,
+        model,
+        attention_mask: torch.Tensor | None,
+        config: SamplerConfig,
+        given: torch.Tensor,
+    ):
         self.model, self.refresh = model, config.cache_refresh
         self.cached = config.cache == "prefix"
         if attention_mask is not None:
             attention_mask = attention_mask.to(next(model.parameters()).device)
         self.attention_mask = attention_mask
         self.layers, self.start, self.age = None, -1, 0
+        self.guidance, self.given = config.guidance, given  # (B, T) bool: the prompt's bytes
+        self.passes = 2 if config.guidance else 1  # network evaluations per step
 
     def __call__(self, ids: torch.Tensor, in_block: torch.Tensor) -> torch.Tensor:
+        if self.guidance:
+            return self.guided(ids)
         if not self.cached:
             return self.model(ids, self.attention_mask)  # (B, T, V)
         start = int(in_block[0].nonzero()[0, 0])  # first position of the current block
@@ -408,6 +428,21 @@ class _Network:
         full = suffix.new_zeros(ids.shape[0], ids.shape[1], suffix.shape[-1])
         full[:, start:] = suffix  # positions before `start` are never masked: ignored
         return full
+
+    def guided(self, ids: torch.Tensor) -> torch.Tensor:
+        """Classifier-free guidance (Ho & Salimans 2022; for masked diffusion, Nie et al.
+        2024, "Scaling up Masked Diffusion Models on Text", as LLaDA uses it): one batch
+        holds the sequence and a copy with the prompt masked,
+        the "unconditional" model. Logits c + w (c - u) push away from what the model would
+        write without the prompt. The mask predictor was trained on sequences with every
+        byte possibly masked, so it already is its own unconditional model."""
+        B = ids.shape[0]
+        unconditional = torch.where(self.given, MASK_ID, ids)
+        both = torch.cat([ids, unconditional])  # (2B, T)
+        mask = None if self.attention_mask is None else self.attention_mask.repeat(2, 1)
+        logits = self.model(both, mask).float()  # (2B, T, V)
+        c, u = logits[:B], logits[B:]
+        return c + self.guidance * (c - u)
 
 
 # ---- the two entry points ---------------------------------------------------------------

@@ -347,3 +347,44 @@ def test_margin_and_entropy_by_hand():
     torch.testing.assert_close(margin, torch.tensor([0.0, 1.0]), atol=1e-6, rtol=0)
     entropy = certainty(logits, prob, "entropy")[0]
     torch.testing.assert_close(entropy, torch.tensor([-math.log(2), 0.0]), atol=1e-6, rtol=0)
+
+
+class _PromptReader(torch.nn.Module):
+    """A fake mask predictor that writes 'b' when it can see the prompt's first byte and 'a'
+    when that byte is masked (its 'unconditional' belief): logits 3 for 'a', 2 (or 4) for 'b'."""
+
+    config = tiny_config()
+
+    def __init__(self):
+        super().__init__()
+        self.p = torch.nn.Parameter(torch.zeros(1))
+        self.seen = []
+
+    def forward(self, ids, attention_mask=None):
+        self.seen.append(ids.clone())
+        out = torch.full((*ids.shape, 259), -10.0)
+        sees = (ids[:, 0] != MASK_ID)[:, None]  # (B, 1)
+        out[..., 97] = 3.0
+        out[..., 98] = torch.where(sees, 2.5, 2.0)  # the prompt makes 'b' likelier, not likeliest
+        return out
+
+
+def test_guidance_masks_the_prompt_for_the_unconditional_pass_and_extrapolates():
+    # Without guidance 'a' wins (3 > 2.5). With w = 2: a = 3 + 2 (3 - 3) = 3,
+    # b = 2.5 + 2 (2.5 - 2) = 3.5, so the prompt's pull decides: 'b'.
+    m = _PromptReader()
+    assert generate(m, "xy", 4, seed=0).text == "aaaa"
+    m = _PromptReader()
+    g = generate(m, "xy", 4, seed=0, guidance=2.0)
+    assert g.text == "bbbb"
+    assert g.nfe == 2 * 4  # two passes per step, counted
+    both = m.seen[0]  # (2, 6): the sequence, then the copy with the prompt masked
+    assert both[0, :2].tolist() == list(b"xy") and (both[1, :2] == MASK_ID).all()
+    assert torch.equal(both[0, 2:], both[1, 2:])  # the generated part is the same in both
+    # Infill: the given text around the hole is what the unconditional pass masks.
+    m = _PromptReader()
+    assert infill(m, "x" + MASK_GLYPH * 2 + "y", guidance=2.0).full_text == "xbby"
+    with pytest.raises(ValueError, match="guidance"):
+        SamplerConfig(guidance=1.0, cache="prefix")
+    with pytest.raises(ValueError, match="guidance"):
+        SamplerConfig(guidance=-1.0)
