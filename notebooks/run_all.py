@@ -2,6 +2,7 @@
 
     python notebooks/run_all.py                 # all of them
     python notebooks/run_all.py 03 08           # those whose names start with 03 or 08
+    python notebooks/run_all.py solutions/      # the worked solutions (solutions/NN_*.ipynb)
 
 Outputs and execution counts are kept (nbval compares the checked cells against them); saved
 widget state and per-cell execution metadata are removed, so diffs stay small.
@@ -43,7 +44,10 @@ def run(path: Path, timeout: int = 600) -> float:
     nb = nbformat.read(path, as_version=4)
     t0 = time.perf_counter()
     NotebookClient(
-        nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(HERE)}}
+        nb,
+        timeout=timeout,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(path.parent)}},
     ).execute()
     clean(nb)
     nbformat.write(nb, path)
@@ -51,11 +55,16 @@ def run(path: Path, timeout: int = 600) -> float:
 
 
 def main(prefixes: list[str]) -> None:
-    paths = sorted(HERE.glob("[0-9][0-9]_*.ipynb"))
+    paths = sorted(HERE.glob("[0-9][0-9]_*.ipynb")) + sorted(
+        HERE.glob("solutions/[0-9][0-9]_*.ipynb")
+    )
+    names = {p: p.relative_to(HERE).as_posix() for p in paths}
     if prefixes:
-        paths = [p for p in paths if any(p.name.startswith(x) for x in prefixes)]
+        paths = [p for p in paths if any(names[p].startswith(x) for x in prefixes)]
+    else:
+        paths = [p for p in paths if p.parent == HERE]  # the series; solutions on request
     for p in paths:
-        print(f"{p.name}: {run(p):.1f} s", flush=True)
+        print(f"{names[p]}: {run(p):.1f} s", flush=True)
 
 
 if __name__ == "__main__":
