@@ -35,3 +35,15 @@ def test_notebook_is_executed_and_clean(path):
     errors = [o for c in code for o in c["outputs"] if o["output_type"] == "error"]
     assert not errors
     assert any("assert" in "".join(c["source"]) for c in code), "sections end in assertions"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_exercises_have_worked_solutions_that_were_executed(path):
+    solutions = path.parent / "solutions" / f"{path.name[:2]}_solutions.ipynb"
+    text = path.read_text()
+    assert f"solutions/{solutions.name}" in text, "the Exercises section links its solutions"
+    nb = json.loads(solutions.read_text())
+    code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+    assert code and all(c["execution_count"] for c in code), "run notebooks/run_all.py solutions/"
+    assert not [o for c in code for o in c["outputs"] if o["output_type"] == "error"]
+    assert any("assert" in "".join(c["source"]) for c in code), "each solution checks its answer"
