@@ -1,13 +1,15 @@
 """Experiment 4: train with a clean prompt and a masked answer, at several ratios.
 
-The original project trained on a prompt longer than the answer (the prompt is never masked,
-only the answer is), and "never ran validation on that". `TrainConfig.prompt_frac` keeps
-the first fraction of every training window clean. For prompt fractions 0 (plain masked
-diffusion, ddlm's default), 1/2 and 2/3 (the original's split), we measure:
+The original project trained on plain windows (its loss masks every non-PAD byte) and used a
+prompt longer than the answer only when sampling for validation (prompts of 256-768 bytes,
+answers of 128-256). This experiment asks a different question: does training with a clean
+prompt help? `TrainConfig.prompt_frac` keeps the first fraction of every training window clean.
+For prompt fractions 0 (plain masked diffusion, ddlm's default), 1/2 and 2/3 (the ratio of the
+original's validation prompts), we measure:
 
 * unconditional validation bits per byte (the ELBO of a whole window, nothing given);
 * conditional bits per answer byte: the last third of a window given the first two thirds
-  (the original's own setting) and the second half given the first half;
+  (the original's validation setting) and the second half given the first half;
 * samples: continue validation prompts and judge them with the shipped autoregressive
   model (`tiny-ar`, bits per byte: lower reads more like the corpus) and by the fraction of
   distinct byte 4-grams (low = repetitive; the judge alone rewards runs of spaces).

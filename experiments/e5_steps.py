@@ -1,6 +1,6 @@
 """Experiment 5: how many denoising steps?
 
-The original: "64 inference steps works well". With the shipped `tiny` model we continue
+The original project samples with 64 steps, in random order with the argmax byte. With the shipped `tiny` model we continue
 validation prompts (64 bytes) by 256 bytes with steps in {8, 16, 32, 64, 128, 256}, for both
 remasking strategies (greedy, no threshold) and for random remasking with temperature 0.8,
 and score each setting by
@@ -23,8 +23,9 @@ from ddlm.ar import continuation_bits_per_byte
 from ddlm.quality import distinct_ngrams
 
 STEPS = (8, 16, 32, 64, 128, 256)
-# (strategy, temperature): both of LLaDA's remasking rules, greedy; and the original project's
-# sampler (random order) with sampling at temperature 0.8.
+# (strategy, temperature): both of LLaDA's remasking rules, greedy (greedy random order is the
+# nearest to the original project's sampler, which keeps each mask with probability s/t); and
+# random order with sampling at temperature 0.8.
 SETTINGS = (("low_confidence", 0.0), ("random", 0.0), ("random", 0.8))
 
 
