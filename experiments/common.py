@@ -213,15 +213,50 @@ def machine() -> dict:
     }
 
 
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def provenance(script: Path) -> dict:
+    """What produced a result: the git revision (and whether the checkout had uncommitted
+    changes), the script's SHA-256, the corpus's SHA-256 and size (it differs between Python
+    versions), and the SHA-256 of each shipped model's weights (for the scripts that load them)."""
+    import subprocess
+
+    from ddlm.model import WEIGHTS_NAME, resolve_checkpoint
+
+    def git(*args: str) -> str:
+        try:
+            run = subprocess.run(["git", *args], capture_output=True, text=True, cwd=ROOT)
+            return run.stdout.strip() if run.returncode == 0 else ""
+        except OSError:
+            return ""
+
+    data = load_corpus("pydoc").numpy().tobytes()
+    return {
+        "git_revision": git("rev-parse", "HEAD") or None,
+        "git_dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
+        "script_sha256": _sha256(script),
+        "corpus_sha256": hashlib.sha256(data).hexdigest(),
+        "corpus_bytes": len(data),
+        "weights_sha256": {
+            name: _sha256(resolve_checkpoint(name) / WEIGHTS_NAME) for name in ("tiny", "tiny-ar")
+        },
+    }
+
+
 def write_result(name: str, settings: Settings, started: float, payload: dict) -> Path:
-    """Write data/findings/NAME.json with the command, the machine and the runtime."""
+    """Write data/findings/NAME.json with the command, the machine, the runtime and the
+    provenance (see `provenance`)."""
+    script = Path(sys.argv[0]).resolve()
     out = {
         "experiment": name,
-        "command": "python " + " ".join([f"experiments/{Path(sys.argv[0]).name}", *sys.argv[1:]]),
+        "command": "python " + " ".join([f"experiments/{script.name}", *sys.argv[1:]]),
         "quick": settings.quick,
         "threads": settings.threads,
         "seeds": settings.seeds,
         "machine": machine(),
+        "provenance": provenance(script),
         "runtime_s": round(time.perf_counter() - started, 1),
         "date": time.strftime("%Y-%m-%d"),
         **payload,

@@ -27,10 +27,28 @@ def test_quick_run_writes_json(script, tmp_path):
     result = json.loads((out / f"{script.stem}.json").read_text())
     assert result["experiment"] == script.stem and result["quick"] is True
     assert result["runtime_s"] > 0 and result["machine"]["torch"]
+    _check_provenance(result["provenance"], script)
     if script.stem == "e2_activations":  # a second run reuses the cached models
         again = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=600)
         assert again.returncode == 0, again.stderr[-3000:]
         assert again.stdout.count("cached run") == 3 and "trained " not in again.stdout
+
+
+def _check_provenance(p: dict, script: Path) -> None:
+    """The recorded provenance is the facts, recomputed here, not what the script says."""
+    import hashlib
+
+    from ddlm.data import load_corpus
+
+    corpus = load_corpus("pydoc").numpy().tobytes()
+    head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=ROOT)
+    assert p["git_revision"] == head.stdout.strip()
+    assert p["script_sha256"] == hashlib.sha256(script.read_bytes()).hexdigest()
+    assert p["corpus_sha256"] == hashlib.sha256(corpus).hexdigest()
+    assert p["corpus_bytes"] == len(corpus)
+    for name in ("tiny", "tiny-ar"):
+        weights = ROOT / "data" / "checkpoints" / name / "model.safetensors"
+        assert p["weights_sha256"][name] == hashlib.sha256(weights.read_bytes()).hexdigest()
 
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.stem)
