@@ -9,7 +9,9 @@ every SamplerConfig field is an option of `sample` and `infill` (`--steps`, `--b
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import platform
 import signal
 import sys
 import time
@@ -152,6 +154,12 @@ def _trained_length(checkpoint: str, model) -> tuple[int, str]:
     return model.config.max_seq_len, "the model's max_seq_len (no train_config.json found)"
 
 
+def _weights_sha256(checkpoint: str) -> str:
+    from .model import WEIGHTS_NAME, resolve_checkpoint
+
+    return hashlib.sha256((resolve_checkpoint(checkpoint) / WEIGHTS_NAME).read_bytes()).hexdigest()
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     import torch
 
@@ -196,6 +204,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
         "seq_len": seq_len,
         "bytes_available": len(data),
         "seconds": round(time.perf_counter() - t0, 2),
+        # Which corpus (the embedded one differs between Python versions) and which weights.
+        "corpus_sha256": hashlib.sha256(corpus.numpy().tobytes()).hexdigest(),
+        "corpus_bytes": len(corpus),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "weights_sha256": _weights_sha256(args.checkpoint),
     }
     if args.json:
         print(json.dumps(result))

@@ -242,10 +242,11 @@ def certainty(logits: torch.Tensor, probability: torch.Tensor, measure: str) -> 
 
 
 def end_at_eos(ids: torch.Tensor, fill: torch.Tensor) -> torch.Tensor:
-    """After a revealed EOS a row's text is over: its later masked positions become EOS."""
+    """After a revealed EOS a row's text is over: every later generated position becomes EOS
+    (masked ones, and bytes revealed there earlier, which random order can do)."""
     eos = ((ids == EOS_ID) & fill).long()
     after = (eos.cumsum(1) - eos) > 0  # strictly after the row's first EOS
-    return torch.where(after & (ids == MASK_ID), EOS_ID, ids)
+    return torch.where(after & fill, EOS_ID, ids)
 
 
 def reveal_count(n_masked: torch.Tensor, steps_left: torch.Tensor) -> torch.Tensor:

@@ -276,6 +276,13 @@ def test_eval_scores_the_whole_split_or_a_whole_separate_file(tmp_path):
     result = json.loads(r.stdout)
     n = len(valid.read_bytes())
     assert result["bytes_available"] == n and result["n_bytes"] == (n // 33) * 32
+    # The JSON names the corpus and the weights it measured, recomputed here.
+    import hashlib
+
+    assert result["corpus_sha256"] == hashlib.sha256(valid.read_bytes()).hexdigest()
+    weights = (out / "model.safetensors").read_bytes()
+    assert result["weights_sha256"] == hashlib.sha256(weights).hexdigest()
+    assert result["corpus_bytes"] == n and result["python"]
     r = run_cli("eval", "--checkpoint", out, "--data", valid, "--split", "all")
     assert f"over {(n // 33) * 32:,} of the split's {n:,} bytes" in r.stdout
     # Without --max-chunks the default split (the last 10 %) is scored whole as well.

@@ -388,3 +388,13 @@ def test_guidance_masks_the_prompt_for_the_unconditional_pass_and_extrapolates()
         SamplerConfig(guidance=1.0, cache="prefix")
     with pytest.raises(ValueError, match="guidance"):
         SamplerConfig(guidance=-1.0)
+
+
+def test_bytes_revealed_after_a_later_eos_are_ended_too():
+    # Random order reveals positions after the EOS position before the EOS itself; once the EOS
+    # is revealed, everything after it is EOS, not left-over bytes.
+    g = generate(_Scripted(eos_at=[8]), "prompt", 16, seed=0, stop_at_eos=True,
+                 strategy="random", steps=16)  # fmt: skip
+    assert g.text == "aa" and (g.ids[9:] == EOS_ID).all()
+    revealed_before = [s.ids[9:] for s in g.trace if (s.ids[8] != EOS_ID)]
+    assert any((r == ord("a")).any() for r in revealed_before)  # the case this test is about

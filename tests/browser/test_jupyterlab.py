@@ -71,11 +71,18 @@ def lab(tmp_path_factory):
     root.mkdir()
     for name in ("00_overview.ipynb", "08_sampling.ipynb"):
         shutil.copy(ROOT / "notebooks" / name, root / name)  # never touch the committed ones
+    (tmp / "bench").mkdir()  # 08 reads the committed short-prompt results from ../bench
+    shutil.copy(ROOT / "bench" / "short_prompts.json", tmp / "bench" / "short_prompts.json")
     settings = tmp / "settings" / "@jupyterlab" / "apputils-extension"
     settings.mkdir(parents=True)
     (settings / "notification.jupyterlab-settings").write_text(
         json.dumps({"fetchNews": "false", "checkForUpdates": False})
     )
+    # Render every cell: with JupyterLab's default windowing, the outputs of cells far below the
+    # viewport (08's panel, near its end) are not in the page until scrolled to.
+    notebook = tmp / "settings" / "@jupyterlab" / "notebook-extension"
+    notebook.mkdir(parents=True)
+    (notebook / "tracker.jupyterlab-settings").write_text(json.dumps({"windowingMode": "none"}))
     env = {
         **os.environ,
         "JUPYTERLAB_SETTINGS_DIR": str(tmp / "settings"),
