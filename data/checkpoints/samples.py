@@ -1,6 +1,6 @@
 """Print the card's three unedited samples (data/checkpoints/README.md) for the shipped models.
 
-    python data/checkpoints/samples.py
+python data/checkpoints/samples.py
 """
 
 import ddlm
