@@ -33,6 +33,32 @@ from .viz import TEXT_STYLE, confidence_color, confidence_strip_html, legend_htm
 _tok = ByteTokenizer()
 
 
+class _Described:
+    """A widget whose plain-text form says what it is. A page without a kernel (GitHub,
+    nbviewer) shows a widget's text form, which for ipywidgets is `VBox(children=(...))`."""
+
+    summary = "an interactive widget"
+
+    def __repr__(self) -> str:
+        return f"[{self.summary}: run the notebook to use it; its picture follows]"
+
+
+class Explorer(_Described, W.VBox):
+    summary = "masking explorer"
+
+
+class Player(_Described, W.VBox):
+    summary = "denoising player"
+
+
+class Panel(_Described, W.VBox):
+    summary = "sampler panel"
+
+
+class LossPlot(_Described, W.Image):
+    summary = "live loss curve"
+
+
 # ---- the forward process -------------------------------------------------------------
 
 
@@ -135,7 +161,7 @@ def masking_explorer(text: str, t: float = 0.3, seed: int = 0, model=None) -> W.
     for widget in (slider, seed_box, guesses):
         widget.observe(redraw, names="value")
     redraw()
-    box = W.VBox([W.HBox([slider, seed_box, guesses]), out])
+    box = Explorer([W.HBox([slider, seed_box, guesses]), out])
     box.slider, box.seed, box.guesses, box.output = slider, seed_box, guesses, out
     return box
 
@@ -194,7 +220,7 @@ def denoising_player(
 
     slider.observe(redraw, names="value")
     redraw()
-    box = W.VBox([W.HBox([play, slider]), out])
+    box = Player([W.HBox([play, slider]), out])
     box.slider, box.play, box.output, box.generation = slider, play, out, generation
     return box
 
@@ -281,7 +307,7 @@ def sampler_panel(model, prompt: str = "The ", length: int = 64, steps: int = 32
     wrap = W.Layout(flex_flow="row wrap")  # a narrow window wraps a row instead of crushing it
     controls = W.VBox([W.HBox([c[k] for k in row], layout=wrap) for row in rows])
     action = W.HBox([button, status], layout=W.Layout(margin="12px 0 12px 0"))
-    box = W.VBox([controls, action, result])
+    box = Panel([controls, action, result])
     for name, widget in c.items():
         setattr(box, name, widget)
     box.button, box.status, box.result = button, status, result
@@ -313,7 +339,7 @@ def loss_plot() -> W.Image:
 
     Each metric record is kept in `widget.records` and the curve is redrawn.
     """
-    img = W.Image(format="png", layout=W.Layout(width="480px"))
+    img = LossPlot(format="png", layout=W.Layout(width="480px"))
     img.records = []
 
     def callback(record: dict) -> None:

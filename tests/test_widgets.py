@@ -198,3 +198,17 @@ def test_the_strip_shares_its_width_at_any_length(length):
     strip = confidence_strip_html(conf, torch.zeros_like(fill), fill=fill)
     assert strip.count("<span") == length == strip.count("flex:1 1 0;min-width:0")
     assert "width:3px" not in strip and "display:flex;width:100%" in strip
+
+
+def test_a_widget_without_a_kernel_says_what_it_is(model):
+    # GitHub shows a widget's text/plain form; it must not be `VBox(children=(...))`.
+    from ddlm.widgets import loss_plot
+
+    g = generate(model, "ab", 8, steps=4, seed=0)
+    widgets = [masking_explorer("hello"), denoising_player(g), sampler_panel(model), loss_plot()]
+    for w in widgets:
+        text = w._repr_mimebundle_()["text/plain"]
+        assert "children" not in text and "run the notebook to use it" in text and len(text) < 100
+    import ipywidgets as W
+
+    assert all(isinstance(w, W.DOMWidget) for w in widgets)  # still real widgets
