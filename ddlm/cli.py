@@ -155,9 +155,10 @@ def _trained_length(checkpoint: str, model) -> tuple[int, str]:
 
 
 def _weights_sha256(checkpoint: str) -> str:
+    from .files import sha256_file
     from .model import WEIGHTS_NAME, resolve_checkpoint
 
-    return hashlib.sha256((resolve_checkpoint(checkpoint) / WEIGHTS_NAME).read_bytes()).hexdigest()
+    return sha256_file(resolve_checkpoint(checkpoint) / WEIGHTS_NAME)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:

@@ -7,6 +7,7 @@ and Windows), then fsync the folder so the rename itself survives a power cut.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -69,6 +70,11 @@ PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".pkl", ".pickle", ".ckpt")
 
 class CheckpointError(ValueError):
     """A checkpoint that cannot be used: missing, corrupt, or for a different model."""
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """The SHA-256 of a file's bytes, hex (how results name the weights they measured)."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:

@@ -26,7 +26,7 @@ import ipywidgets as W
 import torch
 
 from .diffusion import mask_tokens
-from .sampling import STRATEGIES, Generation, SamplerConfig, generate
+from .sampling import STRATEGIES, Generation, SamplerConfig, _eval_mode, generate
 from .tokenizer import MASK_ID, N_BYTES, ByteTokenizer
 from .viz import TEXT_STYLE, confidence_color, confidence_strip_html, legend_html, sequence_html
 
@@ -84,10 +84,9 @@ def render_masking(text: str, t: float, seed: int = 0, model=None) -> tuple[str,
 @torch.no_grad()
 def model_guesses(model, xt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """The model's most probable byte at every position of xt (B, T), and its probability."""
-    was_training = model.training
-    model.eval()
-    probs = model(xt.to(next(model.parameters()).device)).float().softmax(-1)[..., :N_BYTES]
-    model.train(was_training)
+    with _eval_mode(model):
+        logits = model(xt.to(next(model.parameters()).device))
+    probs = logits.float().softmax(-1)[..., :N_BYTES]
     confidence, predicted = probs.max(-1)  # (B, T) each
     return predicted.cpu(), confidence.cpu()
 

@@ -213,16 +213,13 @@ def machine() -> dict:
     }
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
 def provenance(script: Path) -> dict:
     """What produced a result: the git revision (and whether the checkout had uncommitted
     changes), the script's SHA-256, the corpus's SHA-256 and size (it differs between Python
     versions), and the SHA-256 of each shipped model's weights (for the scripts that load them)."""
     import subprocess
 
+    from ddlm.files import sha256_file
     from ddlm.model import WEIGHTS_NAME, resolve_checkpoint
 
     def git(*args: str) -> str:
@@ -236,11 +233,12 @@ def provenance(script: Path) -> dict:
     return {
         "git_revision": git("rev-parse", "HEAD") or None,
         "git_dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
-        "script_sha256": _sha256(script),
+        "script_sha256": sha256_file(script),
         "corpus_sha256": hashlib.sha256(data).hexdigest(),
         "corpus_bytes": len(data),
         "weights_sha256": {
-            name: _sha256(resolve_checkpoint(name) / WEIGHTS_NAME) for name in ("tiny", "tiny-ar")
+            name: sha256_file(resolve_checkpoint(name) / WEIGHTS_NAME)
+            for name in ("tiny", "tiny-ar")
         },
     }
 
