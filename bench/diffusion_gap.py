@@ -48,6 +48,18 @@ CANDIDATES = {
     # step's gradient, and clipping the norm to 1 then shrinks the whole step: two probes.
     "no gradient clipping": (dict(), dict(grad_clip=0.0), 1.0),
     "mask_eps 0.05": (dict(), dict(mask_eps=0.05), 1.0),
+    # MDLM's SUBS: no probability on MASK or PAD, which a clean byte never is.
+    "SUBS": (dict(), dict(subs=True), 1.0),
+    # Importance sampling of t (same ELBO, other spread): t = u^k draws small t more often
+    # and weighs each such draw down, so the heavy 1/t terms come often and light.
+    "t = u^2 (importance)": (dict(), dict(t_power=2.0), 1.0),
+    "t = u^3 (importance)": (dict(), dict(t_power=3.0), 1.0),
+    "beta2 0.99": (dict(), dict(beta2=0.99), 1.0),
+    # Each sequence twice with complementary masks: every byte scored once per step, half
+    # as many distinct sequences (same compute).
+    "complementary masks": (dict(), dict(complementary=True), 1.0),
+    "lr 6e-3, warmup 300": (dict(), dict(lr=6e-3, warmup_steps=300), 1.0),
+    "lr 1e-2, warmup 300": (dict(), dict(lr=1e-2, warmup_steps=300), 1.0),
 }
 
 

@@ -64,14 +64,27 @@ SETTINGS = {
     # For a model trained with EOS (--eos true): it may end the text (at least 32 bytes).
     "eos@64": dict(steps=64, stop_at_eos=True, min_length=32),
     "margin,eos@64": dict(steps=64, confidence="margin", stop_at_eos=True, min_length=32),
+    # Nucleus sampling (top_p) with confidence ranking of the sampled byte, and a soft
+    # left-to-right order (order_bias).
+    "T0.8,top_p0.9@64": dict(steps=64, temperature=0.8, top_p=0.9),
+    "margin,T0.8,top_p0.9@64": dict(steps=64, confidence="margin", temperature=0.8, top_p=0.9),
+    "order_bias0.02@64": dict(steps=64, order_bias=0.02),
+    "order_bias0.02,T0.7,top_p0.9@64": dict(steps=64, order_bias=0.02, temperature=0.7, top_p=0.9),
+    "margin,guidance1": dict(confidence="margin", guidance=1.0),
+    "margin,guidance2@64": dict(steps=64, confidence="margin", guidance=2.0),
 }
 
 
-def short_prompts(val: bytes, n: int = 12, lo: int = 20, hi: int = 40) -> list[str]:
+def short_prompts(
+    val: bytes, n: int = 12, lo: int = 20, hi: int = 40, held_out: bool = False
+) -> list[str]:
     """n prompts of lo..hi bytes, evenly spaced over the validation text, each starting at the
-    beginning of a line and cut at the last space before `hi` bytes (ASCII letters first)."""
+    beginning of a line and cut at the last space before `hi` bytes (ASCII letters first).
+    `held_out=True` picks n other lines, halfway between those (a second set, to check that a
+    sampler chosen on the first is not fitted to it)."""
     starts = [m.end() for m in re.finditer(rb"\n(?=[A-Z][a-z])", val)]
-    picked = [starts[i * len(starts) // n] for i in range(n)]
+    shift = len(starts) // (2 * n) + 3 if held_out else 0
+    picked = [starts[i * len(starts) // n + shift] for i in range(n)]
     prompts = []
     for s in picked:
         chunk = val[s : s + hi]
@@ -111,10 +124,18 @@ def main() -> None:
     p.add_argument("--settings", nargs="+", choices=list(SETTINGS), default=list(SETTINGS))
     p.add_argument("--show", type=int, default=3, help="print this many samples per setting")
     p.add_argument("--json", default=None, help="also write the results here")
+    p.add_argument(
+        "--held-out",
+        action="store_true",
+        help="12 other prompts, between the usual ones (no 'The assert statement')",
+    )
     a = p.parse_args()
     corpus = load_corpus("pydoc")
     _, val = split(corpus)
-    prompts = ["The assert statement", *short_prompts(val.numpy().tobytes())]
+    if a.held_out:
+        prompts = short_prompts(val.numpy().tobytes(), held_out=True)
+    else:
+        prompts = ["The assert statement", *short_prompts(val.numpy().tobytes())]
     vocabulary = set(WORD.findall(corpus.numpy().tobytes()))
     model, judge = load_pretrained(a.checkpoint), load_pretrained("tiny-ar")
     print(f"{a.checkpoint}: {len(prompts)} prompts, {a.length} bytes each, seed 0")

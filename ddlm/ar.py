@@ -101,6 +101,7 @@ def generate_ar(
     temperature: float = 0.0,
     seed: int | None = None,
     callback: Callable[[int, TraceStep], None] | None = None,
+    top_p: float = 1.0,
 ) -> Generation:
     """Left-to-right sampling from a causal model, one byte per network evaluation.
 
@@ -115,6 +116,8 @@ def generate_ar(
         raise ValueError(f"length must be a positive integer, got {length!r}")
     if temperature < 0:
         raise ValueError(f"temperature must be >= 0, got {temperature}")
+    if not 0.0 < top_p <= 1.0:
+        raise ValueError(f"top_p must be in (0, 1], got {top_p}")
     p = _tok.encode(prompt)
     if len(p) == 0:
         raise ValueError("generate_ar needs a non-empty prompt (the first byte has no context)")
@@ -137,7 +140,7 @@ def generate_ar(
         for layer in cache:
             layer.mode = "extend"  # from now on: read the cache, then append to it
         for i in range(len(p), T):
-            pred, conf = pick_bytes(logits, temperature, gen)
+            pred, conf = pick_bytes(logits, temperature, gen, top_p=top_p)
             ids[i] = pred[0, 0]
             trace.append(_ar_step(ids, i, conf[0, 0]))
             if callback is not None:
@@ -205,8 +208,10 @@ def sample(
     callback: Callable[[int, TraceStep], None] | None = None,
 ) -> Generation:
     """`length` bytes after `prompt`: left to right for a causal model (the config's
-    temperature applies), the reverse process with `config` for a diffusion model."""
+    temperature and top_p apply), the reverse process with `config` for a diffusion model."""
     config = config or SamplerConfig()
     if is_autoregressive(model):
-        return generate_ar(model, prompt, length, config.temperature, seed, callback)
+        return generate_ar(
+            model, prompt, length, config.temperature, seed, callback, top_p=config.top_p
+        )
     return generate(model, prompt, length, config, seed=seed, callback=callback)

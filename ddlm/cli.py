@@ -68,6 +68,8 @@ def _train_configs(args: argparse.Namespace, out: Path):
     if args.resume:
         return _resume_config(out, args, model_over)
     tcfg = TrainConfig(**overrides(args, TrainConfig))
+    if args.grow_layers is not None and args.init_from is None:
+        raise SystemExit("ddlm train: --grow-layers deepens a trained model; add --init-from")
     if args.init_from is None:
         return ModelConfig.preset(args.preset or "tiny", **model_over), tcfg
     if model_over or args.preset is not None:
@@ -76,7 +78,10 @@ def _train_configs(args: argparse.Namespace, out: Path):
             f"--preset and the model options {sorted(model_over)}"
         )
     try:
-        return DiffusionLM.from_pretrained(args.init_from).train(), tcfg
+        model = DiffusionLM.from_pretrained(args.init_from).train()
+        if args.grow_layers is not None:
+            model = model.deepened(args.grow_layers)
+        return model, tcfg
     except (FileNotFoundError, ValueError) as err:
         raise SystemExit(f"ddlm train: --init-from {args.init_from}: {err}") from err
 
@@ -327,6 +332,14 @@ def _train_parser(sub) -> None:
         metavar="CHECKPOINT",
         help="fine-tune: start from these weights (a model directory or a shipped name); "
         "ignored with --resume, which continues from the run's own checkpoint",
+    )
+    p.add_argument(
+        "--grow-layers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="with --init-from: fine-tune a deeper model of N blocks, the new ones inserted "
+        "between the trained ones as identities (DiffusionLM.deepened)",
     )
     g = p.add_argument_group("logged samples")
     g.add_argument(

@@ -46,20 +46,43 @@ def sample_times(
     stratified: bool = True,
     generator: torch.Generator | None = None,
     device: torch.device | str | None = None,
+    power: float = 1.0,
 ) -> torch.Tensor:
     """Masking rates t in [eps, 1], one per sequence, shape (B,).
 
     `stratified=True` is MDLM's low-discrepancy sampler: u_b = (U + b / B) mod 1 with a
     single uniform U, so a batch always covers [0, 1] evenly instead of clumping. Each
     u_b is still marginally uniform, so the loss stays unbiased; its variance drops.
+    `power != 1` draws t = eps + (1 - eps) u^power instead (importance sampling; the loss
+    multiplies by `time_weight` to stay the same bound).
     """
     if not 0.0 <= eps < 1.0:
         raise ValueError(f"eps must be in [0, 1), got {eps}")
+    if power <= 0:
+        raise ValueError(f"power must be positive, got {power}")
     if stratified:
         u = (torch.rand(1, generator=generator) + torch.arange(batch_size) / batch_size) % 1.0
     else:
         u = torch.rand(batch_size, generator=generator)
+    if power != 1.0:
+        u = u**power
     return (eps + (1.0 - eps) * u).to(device)
+
+
+def time_weight(t: torch.Tensor, eps: float = DEFAULT_MASK_EPS, power: float = 1.0) -> torch.Tensor:
+    """The importance weight of each t drawn by `sample_times(..., power=power)`, shape (B,).
+
+    With t = eps + (1 - eps) u^power, t has density p(t) = 1 / (power u^(power-1)) on [eps, 1]
+    (times 1 / (1 - eps)), so E_p[f(t) w(t)] with w = power u^(power-1) is the integral of f
+    that the ELBO needs, whatever the power: the same bound, a different spread. power = 2
+    draws small t (few masks, weight 1/t up to 1/eps) four times as often near 0 and weighs
+    each down by 2 sqrt(u): the rare, heavy draws that make the 1/t estimator noisy become
+    frequent, light ones. power = 1 is the uniform draw, weight 1.
+    """
+    if power == 1.0:
+        return torch.ones_like(t)
+    u = ((t - eps) / (1.0 - eps)).clamp_min(0.0)
+    return power * u ** ((power - 1.0) / power)
 
 
 def mask_tokens(
@@ -137,6 +160,9 @@ def diffusion_loss(
     generator: torch.Generator | None = None,
     prompt_len: int = 0,
     masking: str = "rate",
+    t_power: float = 1.0,
+    subs: bool = False,
+    complementary: bool = False,
 ) -> torch.Tensor:
     """The masked-diffusion training loss (LLaDA Eq. 3), a scalar in nats per byte.
 
@@ -160,27 +186,74 @@ def diffusion_loss(
     `masking="count"` draws the same t but masks exactly l = ceil(t n) of a sequence's n
     bytes and weights by n / l (`mask_count`): the same bound, estimated the way LLaDA's
     Eq. 6 evaluates it, without the binomial spread of how many bytes a rate t masks.
+
+    `t_power != 1` importance-samples t (`sample_times`, `time_weight`): the same bound.
+    `subs=True` is MDLM's SUBS parameterisation as far as the loss sees it: a clean byte is
+    never MASK (nor PAD), so those two logits are set to -inf before the cross-entropy, and no
+    probability is spent on them (the "carry-over" half of SUBS, copying clean bytes through,
+    changes nothing here: only masked positions are scored).
+
+    `complementary=True` spends the batch on half as many sequences, each twice: once
+    masked at rate t and once with exactly the other bytes masked (rate 1 - t), so every
+    byte of a sequence is scored once per step (antithetic draws; each copy on its own is
+    still a forward-process draw, so the loss is the same bound).
     """
     if masking not in MASKINGS:
         raise ValueError(f"masking must be one of {MASKINGS}, got {masking!r}")
     B, T = x0.shape
     if not 0 <= prompt_len < T:
         raise ValueError(f"prompt_len must be in [0, {T}) for sequences of {T}, got {prompt_len}")
-    t = sample_times(B, eps, stratified, generator, x0.device)
+    if complementary and (B % 2 or masking != "rate" or t_power != 1.0):
+        raise ValueError("complementary masks need an even batch, masking='rate', t_power=1")
+    t = sample_times(B, eps, stratified, generator, x0.device, power=t_power)
     real = (x0 != PAD_ID) if attention_mask is None else attention_mask.clone()
     if prompt_len:
         real[:, :prompt_len] = False  # the prompt is never masked, nor scored
-    if masking == "rate":
+    if complementary:
+        x0, real, attention_mask, t, xt, masked = complementary_masks(
+            x0, real, attention_mask, t, eps, generator
+        )
+        share = t
+    elif masking == "rate":
         xt, masked = mask_tokens(x0, t, generator, attention_mask, maskable=real)
         share = t  # the expected share of bytes masked; the loss divides by it
     else:
         xt, masked, share = mask_count(x0, t, generator, real)
     logits = model(xt, attention_mask)  # (B, T, V) float32
+    if subs:
+        logits = without_mask_logits(logits)
     ce = F.cross_entropy(
         logits.transpose(1, 2), x0.clamp_max(logits.shape[-1] - 1), reduction="none"
     )
+    if t_power != 1.0:  # importance weights of the draw of t (1 for the uniform draw)
+        share = share / time_weight(t, eps, t_power)
     weighted = (ce * masked) / share[:, None]  # (B, T)
     return weighted.sum() / real.sum().clamp_min(1)
+
+
+def complementary_masks(x0, real, attention_mask, t, eps, generator):
+    """The first half of a batch twice over: masked where u < t, then where u >= t.
+
+    t (B,) is redrawn as t_1 in [eps, 1 - eps] for the first copies and t_2 = 1 - t_1 for
+    the second. Returns (x0, real, attention_mask, t, x_t, masked), all (B, ...)."""
+    h = x0.shape[0] // 2
+    t1 = eps + (1.0 - 2 * eps) * (t[:h] - eps) / (1.0 - eps)
+    u = torch.rand(x0[:h].shape, generator=generator).to(x0.device)
+    first = (u < t1[:, None]) & real[:h]
+    masked = torch.cat([first, ~first & real[:h]])
+    x0, real = torch.cat([x0[:h], x0[:h]]), torch.cat([real[:h], real[:h]])
+    if attention_mask is not None:
+        attention_mask = torch.cat([attention_mask[:h], attention_mask[:h]])
+    xt = torch.where(masked, torch.full_like(x0, MASK_ID), x0)
+    return x0, real, attention_mask, torch.cat([t1, 1.0 - t1]), xt, masked
+
+
+def without_mask_logits(logits: torch.Tensor) -> torch.Tensor:
+    """(B, T, V) logits with MASK and PAD at -inf: what the network says about a clean byte."""
+    out = logits.clone()
+    out[..., MASK_ID] = float("-inf")
+    out[..., PAD_ID] = float("-inf")
+    return out
 
 
 # ---- evaluation: bits per byte ------------------------------------------------------

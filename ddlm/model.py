@@ -232,6 +232,36 @@ class DiffusionLM(nn.Module):
             x = block(x, mask, cache[i] if cache is not None else None)
         return self.head(self.norm(x)).float()  # (B, T, vocab), float32 even under autocast
 
+    def deepened(self, n_layers: int) -> DiffusionLM:
+        """A copy with `n_layers` blocks: the trained blocks in order, with new ones spread
+        evenly between them, each starting as the identity (its two output projections,
+        attn.out and ffn.w2, are zero, so it adds nothing to the residual stream until
+        training moves them). The deeper model computes exactly what this one does, and
+        fine-tuning then has more capacity to work with (depth growth as in Gong et al.,
+        "Efficient Training of BERT by Progressively Stacking", ICML 2019, here function-
+        preserving)."""
+        old = self.config.n_layers
+        if not isinstance(n_layers, int) or n_layers <= old:
+            raise ValueError(f"n_layers must be an integer above the current {old}, got {n_layers}")
+        grown = DiffusionLM(dataclasses.replace(self.config, n_layers=n_layers))
+        new = n_layers - old
+        # After which old block each new one goes: spread as evenly as the counts allow.
+        after = [j * old // new for j in range(new)]
+        order: list[int | None] = []
+        for i in range(old):
+            order.append(i)
+            order.extend([None] * after.count(i))
+        with torch.no_grad():
+            for name in ("embed", "norm", "head"):
+                getattr(grown, name).load_state_dict(getattr(self, name).state_dict())
+            for target, source in zip(grown.blocks, order, strict=True):
+                if source is not None:
+                    target.load_state_dict(self.blocks[source].state_dict())
+                else:
+                    target.attn.out.weight.zero_()
+                    target.ffn.w2.weight.zero_()
+        return grown.to(next(self.parameters()).device).train(self.training)
+
     def new_cache(self, prefix_len: int) -> list[LayerCache]:
         """An empty prefix cache (one LayerCache per block) in "record" mode."""
         if not 0 < prefix_len <= self.config.max_seq_len:

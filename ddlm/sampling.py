@@ -71,6 +71,16 @@ class SamplerConfig:
         None, "decode in blocks of this many bytes, left to right; None = one block"
     )
     temperature: float = option(0.0, "0 = take the most likely byte; > 0 = sample (Gumbel-max)")
+    top_p: float = option(
+        1.0,
+        "with temperature > 0: sample only among the likeliest bytes that together hold this "
+        "much probability (nucleus sampling); 1 = all bytes",
+    )
+    order_bias: float = option(
+        0.0,
+        "low_confidence: lower each mask's score by this much per mask before it in its "
+        "block, a soft left-to-right order (PC-Sampler, arXiv 2508.13021); 0 = off",
+    )
     threshold: float | None = option(
         None, "also reveal every mask at least this confident (Fast-dLLM); None = off"
     )
@@ -104,12 +114,18 @@ class SamplerConfig:
             raise bad("block_length", "must be a positive integer or None")
         if self.temperature < 0:
             raise bad("temperature", "must be >= 0")
+        if not 0.0 < self.top_p <= 1.0:
+            raise bad("top_p", "must be in (0, 1]; 1 = no truncation")
         if self.threshold is not None and not 0.0 < self.threshold <= 1.0:
             raise bad("threshold", "must be in (0, 1] or None")
         if self.cache not in CACHES:
             raise bad("cache", f"choose one of {CACHES}")
         if self.cache_refresh is not None and (self.cache is None or self.cache_refresh < 1):
             raise bad("cache_refresh", "must be a positive number of steps, with cache='prefix'")
+        if self.order_bias < 0:
+            raise bad("order_bias", "must be >= 0 (0 = no positional preference)")
+        if self.order_bias and self.strategy != "low_confidence":
+            raise bad("order_bias", "ranks low_confidence scores; random order has none")
         if self.confidence not in CONFIDENCES:
             raise bad("confidence", f"choose one of {CONFIDENCES}")
         if not isinstance(self.min_length, int) or self.min_length < 0:
@@ -200,13 +216,17 @@ def pick_bytes(
     temperature: float,
     generator: torch.Generator,
     eos_ok: torch.Tensor | None = None,
+    top_p: float = 1.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Predicted bytes and their probabilities from logits (B, T, V) -> (B, T), (B, T).
 
     Only byte ids are allowed (specials get -inf), and EOS where the (B, T) bool `eos_ok` says
     so. With temperature > 0 the choice is Gumbel-max: argmax(logits / temperature + g),
     g = -log(-log U), drawn in float64 because Gumbel noise rounded to low precision lowers the
-    effective temperature (arXiv 2409.02908).
+    effective temperature (arXiv 2409.02908). `top_p < 1` first drops the unlikely tail
+    (Holtzman et al., arXiv 1904.09751): the fewest bytes whose probability adds up to top_p
+    stay, so a sampled byte is never one the model thought almost impossible. The returned
+    probability is always the model's own (untruncated, untempered) one.
     """
     logits = logits.float().clone()
     eos = logits[..., EOS_ID].clone()
@@ -215,12 +235,25 @@ def pick_bytes(
         logits[..., EOS_ID] = torch.where(eos_ok, eos, float("-inf"))
     probs = logits.softmax(-1)
     if temperature > 0:
+        if top_p < 1.0:
+            logits = logits.masked_fill(~nucleus(probs, top_p), float("-inf"))
         u = torch.rand(logits.shape, generator=generator, dtype=torch.float64).to(logits.device)
         gumbel = -torch.log(-torch.log(u.clamp_min(1e-300)))
         pred = (logits.double() / temperature + gumbel).argmax(-1)
     else:
         pred = logits.argmax(-1)
     return pred, probs.gather(-1, pred.unsqueeze(-1)).squeeze(-1)
+
+
+def nucleus(probs: torch.Tensor, top_p: float) -> torch.Tensor:
+    """(..., V) bool: the smallest set of likeliest ids whose probabilities reach top_p.
+
+    An id stays if the mass of the ids strictly likelier than it is below top_p, so the
+    likeliest id always stays."""
+    sorted_p, order = probs.sort(-1, descending=True)
+    before = sorted_p.cumsum(-1) - sorted_p  # mass strictly ahead of each id
+    keep_sorted = before < top_p
+    return torch.zeros_like(keep_sorted).scatter(-1, order, keep_sorted)
 
 
 def certainty(logits: torch.Tensor, probability: torch.Tensor, measure: str) -> torch.Tensor:
@@ -236,8 +269,11 @@ def certainty(logits: torch.Tensor, probability: torch.Tensor, measure: str) -> 
         return probability
     p = logits.float()[..., :N_BYTES].softmax(-1)
     if measure == "margin":
+        # The chosen byte's lead over the likeliest *other* byte: top-1 minus top-2 for a
+        # greedy choice, negative when sampling picked a byte that is not the favourite.
         top2 = p.topk(2, dim=-1).values
-        return top2[..., 0] - top2[..., 1]
+        best_other = torch.where(probability >= top2[..., 0], top2[..., 1], top2[..., 0])
+        return probability - best_other
     return (p * p.clamp_min(1e-30).log()).sum(-1)  # -H(p) <= 0
 
 
@@ -281,6 +317,9 @@ def choose_reveals(
     at least that high)."""
     if config.strategy == "low_confidence":
         score = score.clone()
+        if config.order_bias:  # how many masks of the block lie before each position
+            before = active.long().cumsum(1) - active.long()
+            score = score - config.order_bias * before
     else:
         score = torch.rand(conf.shape, generator=generator).to(conf.device)
     score[~active] = float("-inf")
@@ -343,7 +382,7 @@ def denoise(
             block, live = now, masked.any(1)
             active = masked & (block_of == block[:, None])
             logits = network(ids, block_of == block[:, None])
-            pred, conf = pick_bytes(logits, config.temperature, gen, eos_ok)
+            pred, conf = pick_bytes(logits, config.temperature, gen, eos_ok, config.top_p)
             score = certainty(logits, conf, config.confidence)
             k = reveal_count(active.sum(1), per_block - used)
             reveal = choose_reveals(score, conf, active, k, config, gen)

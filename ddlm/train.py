@@ -211,6 +211,9 @@ class Trainer:
             eps=cfg.mask_eps,
             stratified=cfg.stratified_t if train else True,
             masking=cfg.masking,
+            t_power=cfg.t_power,
+            subs=cfg.subs,
+            complementary=cfg.complementary and train,
             generator=gen,
             prompt_len=clean_prefix_length(x0.shape[1], cfg.prompt_frac, prefix, gen),
         )

@@ -45,6 +45,17 @@ class TrainConfig:
         "exactly ceil(t n) of n bytes, weight n/l (LLaDA Eq. 6)",
         choices=MASKINGS,
     )
+    t_power: float = option(
+        1.0,
+        "importance-sample t = u^power (u uniform), weighted to keep the same ELBO; 1 = uniform",
+    )
+    subs: bool = option(
+        False, "MDLM's SUBS: MASK and PAD logits at -inf in the loss (a clean byte is neither)"
+    )
+    complementary: bool = option(
+        False,
+        "each sequence twice per batch, with complementary masks (half as many sequences)",
+    )
     random_length_frac: float = option(
         0.0, "fraction of batches cut to a random length (LLaDA uses 0.01)"
     )
@@ -83,6 +94,7 @@ class TrainConfig:
             "beta1": 0 <= self.beta1 < 1,
             "beta2": 0 <= self.beta2 < 1,
             "mask_eps": 0 <= self.mask_eps < 1,
+            "t_power": self.t_power > 0,
             "random_length_frac": 0 <= self.random_length_frac <= 1,
             "prompt_frac": 0 <= self.prompt_frac < 1,
             "clean_prefix_frac": 0 <= self.clean_prefix_frac <= 1,

@@ -22,6 +22,7 @@ import platform
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,6 +58,14 @@ RECIPE = dict(
     amp="off",
 )
 
+# For comparisons between variants (E2, E3): four times the steps, so that the models sit
+# well below the unigram yardstick of 4.686 bits per byte and a difference can show.
+LONGER = dict(steps=1600, eval_every=200)
+
+# The unigram yardstick: bits per byte of the validation split under the training split's
+# byte frequencies (add-one smoothed); notebook 09 computes it.
+UNIGRAM_BITS = 4.686
+
 QUICK = dict(steps=6, eval_every=3, eval_batches=1, log_every=3, warmup_steps=2, batch_size=4)
 
 
@@ -68,6 +77,7 @@ class Settings:
     seeds: list[int]  # seeds for repeated runs
     fresh: bool  # ignore cached runs
     cache: Path  # folder of cached runs
+    jobs: int = 1  # training runs at once (each with `threads` threads), see `prefetch`
 
 
 def parse_args(description: str, default_seeds: int = 1) -> Settings:
@@ -78,10 +88,13 @@ def parse_args(description: str, default_seeds: int = 1) -> Settings:
     p.add_argument("--seeds", type=int, default=default_seeds, help="seeds per configuration")
     p.add_argument("--fresh", action="store_true", help="retrain even if a cached run exists")
     p.add_argument("--cache", type=Path, default=CACHE, help="folder of cached runs")
+    p.add_argument("--jobs", type=int, default=1, help="runs trained at once (default 1)")
     a = p.parse_args()
+    if a.jobs < 1 or a.threads < 1:
+        p.error("--jobs and --threads must be at least 1")
     torch.set_num_threads(a.threads)
     seeds = list(range(1 if a.quick else a.seeds))
-    return Settings(a.quick, a.out, a.threads, seeds, a.fresh, a.cache)
+    return Settings(a.quick, a.out, a.threads, seeds, a.fresh, a.cache, a.jobs)
 
 
 def corpus(quick: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
@@ -125,13 +138,17 @@ def train_run(
     settings: Settings,
     data: torch.Tensor | None = None,
     tag: str = "bytes",
+    curve_eval: Callable[[DiffusionLM], dict] | None = None,
 ) -> tuple[DiffusionLM, dict]:
     """Train one model; return it and its record (curve, wall time, parameters, FLOPs).
 
     `model` overrides MICRO, `train` is a full recipe. `data` (1-D ids, whose last
-    `val_fraction` is validation) replaces the byte corpus; `tag` names it in the cache key. The record holds the validation curve as
-    lists: step, seconds of training (evaluation excluded) and validation loss (nats per
-    position; per *byte* only for byte-level models).
+    `val_fraction` is validation) replaces the byte corpus; `tag` names it in the cache key.
+    The record holds the validation curve as lists: step, seconds of training (evaluation
+    excluded) and validation loss (nats per position; per *byte* only for byte-level models).
+    `curve_eval(model)`, if given, is also called at every evaluation and its results (a
+    BitsPerByte dict, say) are listed under `curve["eval"]`; `tag` must then say so, since
+    the cache keys runs by `tag`.
     """
     mcfg = ModelConfig(**{**MICRO, **model})
     tcfg = TrainConfig(**train)
@@ -142,12 +159,18 @@ def train_run(
         print(f"  cached run {digest}: {record['label']}", flush=True)
         return DiffusionLM.from_pretrained(run_dir, config=mcfg).eval(), record
     curve = {"step": [], "seconds": [], "val_loss": []}
+    if curve_eval is not None:
+        curve["eval"] = []
+    trainer = None
 
     def on_record(r: dict) -> None:
         if "val_loss" in r:
             curve["step"].append(r["step"])
             curve["seconds"].append(r["elapsed_s"])
             curve["val_loss"].append(r["val_loss"])
+            if curve_eval is not None:
+                curve["eval"].append(curve_eval(trainer.model.eval()))
+                trainer.model.train()
 
     if data is None:
         data = load_corpus("pydoc")[: 200_000 if settings.quick else None]
@@ -178,12 +201,61 @@ def train_run(
     return net, record
 
 
-def val_bits(net: DiffusionLM, val: torch.Tensor, settings: Settings, seq_len: int = 128) -> dict:
-    """Validation bits per position: exact for causal models, the ELBO (LLaDA's l-estimator,
-    with its standard error) for diffusion models. 64 chunks (8 with --quick)."""
-    chunks = 8 if settings.quick else 64
+def prefetch(tasks: list[dict], settings: Settings) -> None:
+    """Train the runs that `train_run(**task)` would train, `settings.jobs` at a time, each
+    in its own process with `settings.threads` threads; later `train_run` calls with the
+    same arguments then load them from the cache. Does nothing with --jobs 1 (the runs are
+    trained in order as the script asks for them). A task's `curve_eval` is given as
+    "module:factory", a module-level function that builds it from the settings (a closure
+    cannot cross processes)."""
+    todo = [t for t in tasks if settings.fresh or not _cached(t, settings)]
+    if settings.jobs < 2 or len(todo) < 2:
+        return
+    import multiprocessing as mp
+
+    worker = dataclasses.replace(settings, fresh=False)
+    pool = mp.get_context("spawn").Pool(settings.jobs, maxtasksperchild=1)
+    try:
+        for label in pool.imap_unordered(_train_task, [(t, worker) for t in todo]):
+            print(f"  [job done] {label}", flush=True)
+    except BaseException:
+        pool.terminate()
+        raise
+    else:
+        pool.close()
+    finally:
+        pool.join()
+
+
+def _cached(task: dict, settings: Settings) -> bool:
+    mcfg = ModelConfig(**{**MICRO, **task["model"]})
+    tcfg = TrainConfig(**task["train"])
+    digest = run_key(mcfg.to_dict(), tcfg.to_dict(), task.get("tag", "bytes"), settings)
+    return (settings.cache / digest / "record.json").exists()
+
+
+def _train_task(args: tuple[dict, Settings]) -> str:
+    task, settings = args
+    torch.set_num_threads(settings.threads)
+    task = dict(task)
+    if isinstance(task.get("curve_eval"), str):  # "module:factory", factory(settings)
+        import importlib
+
+        module, name = task["curve_eval"].split(":")
+        task["curve_eval"] = getattr(importlib.import_module(module), name)(settings)
+    _, record = train_run(settings=settings, **task)
+    return record["label"]
+
+
+def val_bits(
+    net: DiffusionLM, val: torch.Tensor, settings: Settings, seq_len: int = 128, n_samples: int = 4
+) -> dict:
+    """Validation bits per position on every `seq_len` window of the validation split (8
+    windows with --quick): exact for causal models, the ELBO (LLaDA's l-estimator, with its
+    standard error) for diffusion models."""
+    chunks = 8 if settings.quick else None
     with torch.no_grad():
-        r = ar.evaluate(net, val, seq_len, max_chunks=chunks, n_samples=8)
+        r = ar.evaluate(net, val, seq_len, max_chunks=chunks, n_samples=n_samples, batch_size=64)
     return r.to_dict()
 
 
@@ -194,6 +266,15 @@ def mean_sd(xs: list[float]) -> dict:
         "sd": statistics.stdev(xs) if len(xs) > 1 else 0.0,
         "n": len(xs),
     }
+
+
+def paired_difference(a: list[float], b: list[float]) -> dict:
+    """Mean of a_i - b_i over paired runs (same seed: same data order and masks), with its
+    standard error sd / sqrt(n): the uncertainty of the difference itself, which pairing
+    makes far smaller than the spread of either list."""
+    d = [x - y for x, y in zip(a, b, strict=True)]
+    sd = statistics.stdev(d) if len(d) > 1 else float("nan")
+    return {"mean": statistics.fmean(d), "se": sd / math.sqrt(len(d)), "n": len(d)}
 
 
 def machine() -> dict:
@@ -213,10 +294,11 @@ def machine() -> dict:
     }
 
 
-def provenance(script: Path) -> dict:
+def provenance(script: Path, shipped: tuple[str, ...] = ()) -> dict:
     """What produced a result: the git revision (and whether the checkout had uncommitted
-    changes), the script's SHA-256, the corpus's SHA-256 and size (it differs between Python
-    versions), and the SHA-256 of each shipped model's weights (for the scripts that load them)."""
+    changes), the SHA-256 of the script and of this shared module, the corpus's SHA-256 and
+    size (it differs between Python versions), and the SHA-256 of the weights of each shipped
+    model the script loads (`shipped`)."""
     import subprocess
 
     from ddlm.files import sha256_file
@@ -234,18 +316,20 @@ def provenance(script: Path) -> dict:
         "git_revision": git("rev-parse", "HEAD") or None,
         "git_dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
         "script_sha256": sha256_file(script),
+        "common_sha256": sha256_file(Path(__file__)),
         "corpus_sha256": hashlib.sha256(data).hexdigest(),
         "corpus_bytes": len(data),
         "weights_sha256": {
-            name: sha256_file(resolve_checkpoint(name) / WEIGHTS_NAME)
-            for name in ("tiny", "tiny-ar")
+            name: sha256_file(resolve_checkpoint(name) / WEIGHTS_NAME) for name in shipped
         },
     }
 
 
-def write_result(name: str, settings: Settings, started: float, payload: dict) -> Path:
+def write_result(
+    name: str, settings: Settings, started: float, payload: dict, shipped: tuple[str, ...] = ()
+) -> Path:
     """Write data/findings/NAME.json with the command, the machine, the runtime and the
-    provenance (see `provenance`)."""
+    provenance (see `provenance`; `shipped` names the shipped models the script used)."""
     script = Path(sys.argv[0]).resolve()
     out = {
         "experiment": name,
@@ -254,7 +338,7 @@ def write_result(name: str, settings: Settings, started: float, payload: dict) -
         "threads": settings.threads,
         "seeds": settings.seeds,
         "machine": machine(),
-        "provenance": provenance(script),
+        "provenance": provenance(script, shipped),
         "runtime_s": round(time.perf_counter() - started, 1),
         "date": time.strftime("%Y-%m-%d"),
         **payload,

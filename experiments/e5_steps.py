@@ -94,6 +94,7 @@ def main() -> None:
             "rows": rows,
             "prompt_example": prompts[0].decode("utf-8", "replace"),
         },
+        shipped=("tiny", "tiny-ar"),
     )
 
 

@@ -133,6 +133,7 @@ def main() -> None:
             "infill_shipped": shipped,
             "summary": summary,
         },
+        shipped=("tiny", "tiny-ar"),
     )
 
 

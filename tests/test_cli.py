@@ -251,6 +251,17 @@ def test_init_from_fine_tunes_given_weights(tmp_path):
         main(["train", "--out", str(tmp_path / "x"), "--init-from", str(base), "--dim", "64"])
     with pytest.raises(SystemExit, match="--init-from"):
         main(["train", "--out", str(tmp_path / "y"), "--init-from", str(tmp_path / "missing")])
+    # --grow-layers: a deeper model that starts out computing what the base computes.
+    deep = tmp_path / "deep"
+    argv = ["train", "--data", "pydoc-topics", "--out", str(deep), "--init-from", str(base)]
+    argv += FAST_TRAIN_ARGS + ["--steps", "1", "--lr", "1e-12", "--warmup-steps", "0"]
+    assert main(argv + ["--grow-layers", "3"]) == 0
+    grown, small = from_pretrained(deep), from_pretrained(base)
+    assert grown.config.n_layers == 3 and small.config.n_layers == 2
+    ids = torch.randint(0, 256, (1, 16))
+    torch.testing.assert_close(grown(ids), small(ids), rtol=0, atol=1e-4)
+    with pytest.raises(SystemExit, match="--grow-layers"):
+        main(["train", "--out", str(tmp_path / "z"), "--grow-layers", "3"])
 
 
 # ---- the five behaviours a new user tripped over, each through the real command line ----

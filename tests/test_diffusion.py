@@ -13,6 +13,7 @@ from ddlm.diffusion import (
     mask_count,
     mask_tokens,
     sample_times,
+    time_weight,
 )
 from ddlm.tokenizer import MASK_ID, PAD_ID
 
@@ -229,3 +230,74 @@ def test_count_masking_masks_exactly_ceil_t_n_and_estimates_the_same_bound():
         assert abs(losses.mean() - exact) < 4 * stderr, masking
     with pytest.raises(ValueError, match="masking"):
         diffusion_loss(Uniform(p), data, masking="both")
+
+
+@pytest.mark.parametrize("power", [2.0, 3.0])
+def test_importance_sampled_t_estimates_the_same_bound(power):
+    # The weights undo the non-uniform draw: their mean is 1 ...
+    g = torch.Generator().manual_seed(0)
+    t = torch.cat([sample_times(64, generator=g, power=power) for _ in range(100)])
+    assert abs(time_weight(t, power=power).mean().item() - 1.0) < 0.02
+    # ... small t is drawn more often than under the uniform draw ...
+    assert (t < 0.1).float().mean() > 0.25
+    # ... and a context-free model's loss still estimates its exact NLL.
+    g = torch.Generator().manual_seed(3)
+    p = torch.rand(256, generator=g) + 0.1
+    p = p / p.sum()
+    data = torch.randint(0, 256, (64, 32), generator=g)
+    exact = (-p.log()[data]).mean()
+    gen = torch.Generator().manual_seed(1)
+    losses = torch.stack(
+        [diffusion_loss(Uniform(p), data, generator=gen, t_power=power) for _ in range(300)]
+    )
+    stderr = losses.std() / math.sqrt(len(losses))
+    assert abs(losses.mean() - exact) < 4 * stderr
+    with pytest.raises(ValueError, match="power"):
+        sample_times(4, power=0.0)
+
+
+def test_subs_spends_no_probability_on_mask_or_pad():
+    torch.manual_seed(0)
+    logits = torch.randn(2, 16, 259)
+    logits[..., MASK_ID] = 3.0  # a network that still believes in MASK
+
+    def model(ids, attention_mask=None):
+        return logits
+
+    x0 = torch.randint(0, 256, (2, 16))
+    plain = diffusion_loss(model, x0, generator=torch.Generator().manual_seed(5))
+    subs = diffusion_loss(model, x0, generator=torch.Generator().manual_seed(5), subs=True)
+    by_hand = logits.clone()
+    by_hand[..., [MASK_ID, PAD_ID]] = float("-inf")
+    expected = diffusion_loss(
+        lambda ids, attention_mask=None: by_hand, x0, generator=torch.Generator().manual_seed(5)
+    )
+    torch.testing.assert_close(subs, expected)
+    assert subs < plain
+
+
+def test_complementary_masks_score_every_byte_once_and_estimate_the_same_bound():
+    from ddlm.diffusion import complementary_masks
+
+    x0 = torch.randint(0, 256, (6, 40))
+    real = torch.ones(6, 40, dtype=torch.bool)
+    real[:, :5] = False  # a clean prompt: never masked
+    t = sample_times(6, eps=1e-3, generator=torch.Generator().manual_seed(0))
+    x, r, _, tt, xt, masked = complementary_masks(x0, real, None, t, 1e-3, torch.Generator())
+    assert torch.equal(x[:3], x[3:]) and torch.equal(x[:3], x0[:3])
+    assert torch.equal(masked[:3] ^ masked[3:], r[:3])  # each real byte masked in one copy
+    assert not (masked[:3] & masked[3:]).any() and not masked[:, :5].any()
+    torch.testing.assert_close(tt[:3] + tt[3:], torch.ones(3))
+    assert torch.equal(xt == MASK_ID, masked)
+    g = torch.Generator().manual_seed(3)
+    p = torch.rand(256, generator=g) + 0.1
+    p = p / p.sum()
+    data = torch.randint(0, 256, (64, 32), generator=g)
+    exact = (-p.log()[data]).mean()
+    gen = torch.Generator().manual_seed(1)
+    losses = torch.stack(
+        [diffusion_loss(Uniform(p), data, generator=gen, complementary=True) for _ in range(300)]
+    )
+    assert abs(losses.mean() - exact) < 4 * losses.std() / math.sqrt(len(losses))
+    with pytest.raises(ValueError, match="complementary"):
+        diffusion_loss(Uniform(p), data[:3], complementary=True)

@@ -13,8 +13,13 @@ SCRIPTS = sorted((ROOT / "experiments").glob("e[0-9]_*.py"))
 FINDINGS = ROOT / "data" / "findings"
 
 
-def test_six_experiments():
-    assert [p.stem.split("_")[0] for p in SCRIPTS] == ["e1", "e2", "e3", "e4", "e5", "e6"]
+def test_eight_experiments():
+    assert [p.stem.split("_")[0] for p in SCRIPTS] == [f"e{i}" for i in range(1, 9)]
+
+
+# The shipped models each script loads (their weights' SHA-256 is part of its provenance).
+SHIPPED = {"e4_prompt_ratio": ("tiny-ar",), "e5_steps": ("tiny", "tiny-ar")}
+SHIPPED["e6_diffusion_vs_ar"] = ("tiny", "tiny-ar")
 
 
 @pytest.mark.slow
@@ -27,28 +32,43 @@ def test_quick_run_writes_json(script, tmp_path):
     result = json.loads((out / f"{script.stem}.json").read_text())
     assert result["experiment"] == script.stem and result["quick"] is True
     assert result["runtime_s"] > 0 and result["machine"]["torch"]
-    _check_provenance(result["provenance"], script)
+    _check_provenance(result["provenance"], script, check_revision=True)
     if script.stem == "e2_activations":  # a second run reuses the cached models
         again = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=600)
         assert again.returncode == 0, again.stderr[-3000:]
         assert again.stdout.count("cached run") == 3 and "trained " not in again.stdout
 
 
-def _check_provenance(p: dict, script: Path) -> None:
-    """The recorded provenance is the facts, recomputed here, not what the script says."""
+def _check_provenance(p: dict, script: Path, check_revision: bool = False) -> None:
+    """The recorded provenance is the facts, recomputed here, not what the script says: the
+    script and the shared module are the committed ones, the corpus is this Python's, and
+    the shipped weights the script used are the shipped ones."""
     import hashlib
 
     from ddlm.data import load_corpus
 
+    def sha(path: Path) -> str:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+
     corpus = load_corpus("pydoc").numpy().tobytes()
-    head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=ROOT)
-    assert p["git_revision"] == head.stdout.strip()
-    assert p["script_sha256"] == hashlib.sha256(script.read_bytes()).hexdigest()
+    if check_revision:  # a fresh run knows the revision it ran at; a committed one predates it
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=ROOT
+        )
+        assert p["git_revision"] == head.stdout.strip()
+    else:
+        assert p["git_revision"] and not p["git_dirty"], (
+            "a committed result must come from a clean checkout"
+        )
+    assert p["script_sha256"] == sha(script), f"{script.name} changed since its result was made"
+    assert p["common_sha256"] == sha(script.parent / "common.py"), "common.py changed since"
     assert p["corpus_sha256"] == hashlib.sha256(corpus).hexdigest()
     assert p["corpus_bytes"] == len(corpus)
-    for name in ("tiny", "tiny-ar"):
+    shipped = SHIPPED.get(script.stem, ())
+    assert sorted(p["weights_sha256"]) == sorted(shipped)
+    for name in shipped:
         weights = ROOT / "data" / "checkpoints" / name / "model.safetensors"
-        assert p["weights_sha256"][name] == hashlib.sha256(weights.read_bytes()).hexdigest()
+        assert p["weights_sha256"][name] == sha(weights), f"{name} was re-shipped since"
 
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.stem)
@@ -59,3 +79,4 @@ def test_committed_result_is_a_full_run(script):
     assert result["quick"] is False
     assert result["command"].startswith(f"python experiments/{script.name}")
     assert result["runtime_s"] > 0 and result["machine"]["cores"]
+    _check_provenance(result["provenance"], script)

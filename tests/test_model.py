@@ -193,3 +193,24 @@ def test_cache_rejects_padding_and_bad_prefix():
         )
     with pytest.raises(ValueError, match="prefix_len"):
         model.new_cache(0)
+
+
+def test_deepened_model_computes_the_same_and_its_new_blocks_learn():
+    torch.manual_seed(0)
+    small = ddlm.DiffusionLM(tiny_config(n_layers=2)).eval()
+    deep = small.deepened(5).eval()
+    assert deep.config.n_layers == 5 and len(deep.blocks) == 5
+    ids = torch.randint(0, 259, (2, 24))
+    torch.testing.assert_close(deep(ids), small(ids), rtol=0, atol=1e-6)
+    # The trained blocks keep their order; the new ones start with zero output projections.
+    kept = [b for b in deep.blocks if b.ffn.w2.weight.abs().sum() > 0]
+    assert len(kept) == 2
+    for a, b in zip(kept, small.blocks):
+        assert torch.equal(a.attn.wq.weight, b.attn.wq.weight)
+    # Gradients reach the new blocks' output projections, so training can use them.
+    deep.train()
+    deep(ids).logsumexp(-1).mean().backward()
+    new = [b for b in deep.blocks if b.ffn.w2.weight.abs().sum() == 0]
+    assert len(new) == 3 and all(b.ffn.w2.weight.grad.abs().sum() > 0 for b in new)
+    with pytest.raises(ValueError, match="n_layers"):
+        small.deepened(2)

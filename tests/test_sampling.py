@@ -15,6 +15,7 @@ from ddlm.sampling import (
     denoise,
     generate,
     infill,
+    nucleus,
     pick_bytes,
     reveal_count,
 )
@@ -398,3 +399,70 @@ def test_bytes_revealed_after_a_later_eos_are_ended_too():
     assert g.text == "aa" and (g.ids[9:] == EOS_ID).all()
     revealed_before = [s.ids[9:] for s in g.trace if (s.ids[8] != EOS_ID)]
     assert any((r == ord("a")).any() for r in revealed_before)  # the case this test is about
+
+
+def test_nucleus_keeps_the_fewest_likeliest_bytes_that_reach_top_p():
+    probs = torch.tensor([[0.05, 0.5, 0.15, 0.3]])
+    assert nucleus(probs, 0.7).tolist() == [[False, True, False, True]]  # 0.5 + 0.3 >= 0.7
+    assert nucleus(probs, 0.5).tolist() == [[False, True, False, False]]  # the likeliest alone
+    assert nucleus(probs, 0.81).tolist() == [[False, True, True, True]]
+    assert nucleus(probs, 1.0).all()
+
+
+def test_top_p_never_samples_outside_the_nucleus_and_reports_the_models_probability():
+    logits = torch.full((1, 4000, 259), -30.0)
+    logits[..., [97, 98, 99]] = torch.tensor([0.5, 0.3, 0.2]).log()
+    gen = torch.Generator().manual_seed(0)
+    pred, prob = pick_bytes(logits, 1.0, gen, top_p=0.75)
+    assert set(pred.unique().tolist()) == {97, 98}  # 'c' (0.2) lies outside 0.5 + 0.3
+    share_a = (pred == 97).float().mean().item()
+    assert abs(share_a - 0.5 / 0.8) < 0.03  # renormalised over the nucleus
+    torch.testing.assert_close(prob[pred == 98], torch.full_like(prob[pred == 98], 0.3))
+    # top_p = 1 is plain sampling: the same draws as before the option existed.
+    a = pick_bytes(logits, 1.0, torch.Generator().manual_seed(1))[0]
+    b = pick_bytes(logits, 1.0, torch.Generator().manual_seed(1), top_p=1.0)[0]
+    assert torch.equal(a, b)
+    with pytest.raises(ValueError, match="top_p"):
+        SamplerConfig(top_p=0.0)
+
+
+def test_margin_of_a_sampled_byte_that_is_not_the_favourite_is_negative():
+    logits = torch.full((1, 1, 259), -30.0)
+    logits[0, 0, [97, 98]] = torch.tensor([0.7, 0.3]).log()
+    prob_of_b = torch.tensor([[0.3]])  # sampling chose 'b'
+    margin = certainty(logits, prob_of_b, "margin")
+    torch.testing.assert_close(margin, torch.tensor([[0.3 - 0.7]]), atol=1e-5, rtol=0)
+    torch.testing.assert_close(
+        certainty(logits, torch.tensor([[0.7]]), "margin"),
+        torch.tensor([[0.4]]),
+        atol=1e-5,
+        rtol=0,
+    )
+
+
+class _Flat(torch.nn.Module):
+    """A fake mask predictor equally sure of 'a' everywhere: only a positional preference can
+    order its reveals."""
+
+    config = tiny_config()
+
+    def __init__(self):
+        super().__init__()
+        self.p = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, ids, attention_mask=None):
+        out = torch.full((*ids.shape, 259), -10.0)
+        out[..., 97] = 5.0
+        return out
+
+
+def test_order_bias_reveals_left_to_right_when_the_model_cannot_tell_positions_apart():
+    g = generate(_Flat(), "ab", 12, steps=6, seed=0, order_bias=0.01)
+    check_trace(g, "low_confidence")
+    for step, state in enumerate(g.trace[1:]):
+        revealed = state.revealed.nonzero().flatten().tolist()
+        assert revealed == [2 + 2 * step, 3 + 2 * step]  # the two leftmost masks, each step
+    with pytest.raises(ValueError, match="order_bias"):
+        SamplerConfig(order_bias=0.1, strategy="random")
+    with pytest.raises(ValueError, match="order_bias"):
+        SamplerConfig(order_bias=-1.0)
