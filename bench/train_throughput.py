@@ -65,6 +65,36 @@ def measure(preset: str, dtype, compiled: bool, steps: int) -> dict:
     return {"tok_s": tok_s, "flops": model.flops_per_token(ctx) * tok_s, "step_s": step}
 
 
+def profile(preset: str, prec: str, dtype, top: int = 12) -> None:
+    """Self CPU time per op over one training step (after two warm-ups), largest first."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    torch.manual_seed(0)
+    batch, ctx = SHAPES[preset]
+    model = DiffusionLM(ModelConfig.preset(preset))
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    x0 = torch.randint(0, 256, (batch, ctx))
+    dev = torch.device("cpu")
+
+    def step():
+        with autocast(dev, dtype):
+            loss = diffusion_loss(model, x0)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    step(), step()
+    with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
+        step()
+    events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+    total = sum(e.self_cpu_time_total for e in events)
+    print(f"\n{preset} {prec}: one step, {total / 1e6:.2f} s of self CPU time")
+    for e in events[:top]:
+        share = e.self_cpu_time_total / total
+        print(f"  {e.key:<52} {e.self_cpu_time_total / 1e6:7.3f} s {share:6.1%} x{e.count}")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -72,6 +102,11 @@ def main() -> None:
     p.add_argument("--presets", default="tiny,seed")
     p.add_argument("--steps", type=int, default=4, help="timed steps per configuration")
     p.add_argument("--compile", action="store_true", help="also measure torch.compile")
+    p.add_argument(
+        "--profile",
+        action="store_true",
+        help="also print where the time of one training step goes, op by op (torch.profiler)",
+    )
     args = p.parse_args()
 
     cpu = platform.processor() or platform.machine()
@@ -114,6 +149,10 @@ def main() -> None:
         if args.compile:
             c = results[(preset, "fp32", True)]
             print(f"{preset}: compiled/eager fp32 tokens/s ratio {c['tok_s'] / fp32['tok_s']:.2f}")
+    if args.profile:
+        for preset in args.presets.split(","):
+            for prec, dtype in (("fp32", None), ("bf16", torch.bfloat16)):
+                profile(preset, prec, dtype)
     if "seed" in args.presets.split(","):
         f32 = results[("seed", "fp32", False)]["mfu"]
         b16 = results[("seed", "bf16", False)]["mfu"]

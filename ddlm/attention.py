@@ -83,6 +83,27 @@ class LayerCache:
     prefix_len: int  # number of cached positions at the start of the sequence
     mode: str = "record"  # "record": store the prefix; "use": read it; "extend": read, append
     state: tuple[torch.Tensor, ...] = field(default_factory=tuple)  # what the layer stored
+    # Dual cache (Fast-dLLM's DualCache): also keep the positions from `suffix_from` on, so
+    # that "use" mode runs only the positions prefix_len..suffix_from-1 between the two.
+    suffix_from: int | None = None
+    suffix: tuple[torch.Tensor, ...] = field(default_factory=tuple)
+
+    def record(self, *full: torch.Tensor, dim: int) -> None:
+        """In "record" mode, keep the prefix (and the suffix) of each tensor along `dim`."""
+        self.state = tuple(t.narrow(dim, 0, self.prefix_len) for t in full)
+        if self.suffix_from is not None:
+            self.suffix = tuple(
+                t.narrow(dim, self.suffix_from, t.shape[dim] - self.suffix_from) for t in full
+            )
+
+    def around(self, *new: torch.Tensor, dim: int) -> tuple[torch.Tensor, ...]:
+        """In "use" or "extend" mode: each stored prefix, then the new positions, then the
+        stored suffix (if any), joined along `dim`."""
+        if self.suffix:
+            return tuple(
+                torch.cat((p, n, q), dim=dim) for p, n, q in zip(self.state, new, self.suffix)
+            )
+        return tuple(torch.cat((p, n), dim=dim) for p, n in zip(self.state, new))
 
     def extend(self, *state: torch.Tensor) -> None:
         """In "extend" mode, keep the prefix plus the new positions (an AR decoder's cache)."""
@@ -91,7 +112,15 @@ class LayerCache:
 
     def numel_per_token(self) -> int:
         """Numbers stored per cached token (per sequence in the batch)."""
+        # MHA stores (B, H, T, hd) per tensor, MLA (B, T, features)
         return sum(t.shape[-1] * (t.shape[1] if t.dim() == 4 else 1) for t in self.state)
+
+    def cached_positions(self) -> int:
+        """How many positions the cache holds (prefix, plus suffix for a dual cache)."""
+        if not self.state:
+            return 0
+        time_dim = 2 if self.state[0].dim() == 4 else 1
+        return sum(t.shape[time_dim] for t in (self.state[0], *self.suffix[:1]))
 
 
 def _check_cache(cache: LayerCache | None, attention_mask) -> None:
@@ -168,10 +197,9 @@ class MultiHeadAttention(_AttentionBase):
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         if cache is not None:
             if cache.mode == "record":
-                cache.state = (k[:, :, : cache.prefix_len], v[:, :, : cache.prefix_len])
+                cache.record(k, v, dim=2)
             else:
-                k = torch.cat((cache.state[0], k), dim=2)  # (B, H, P + T, hd)
-                v = torch.cat((cache.state[1], v), dim=2)
+                k, v = cache.around(k, v, dim=2)  # (B, H, P + T [+ suffix], hd)
                 cache.extend(k, v)
         return self.out(self._attend(q, k, v, self._mask(attention_mask, T)))
 
@@ -220,10 +248,16 @@ class LatentAttention(_AttentionBase):
         self.out = nn.Linear(dim, dim, bias=False)
         self.rotary = RotaryEmbedding(self.rope_dim, max_seq_len, rope_theta)
 
-    def _queries(self, x: torch.Tensor) -> torch.Tensor:  # (B, T, dim) -> (B, T, H * (hd + r))
+    def _project(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Queries (B, T, H * (hd + r)) and the down-projection [c_kv ; k_R] of x (B, T, dim).
+
+        Both read the same x, so without a query latent they are one matrix multiply with
+        the two weights stacked (the weights stay two parameters, as checkpoints store them):
+        one pass over x instead of two, and a wider, more efficient matmul."""
         if self.q_latent_dim:
-            return self.wq_up(self.q_norm(self.wq_down(x)))
-        return self.wq(x)
+            return self.wq_up(self.q_norm(self.wq_down(x))), self.wkv_down(x)
+        both = F.linear(x, torch.cat((self.wq.weight, self.wkv_down.weight)))
+        return both.split((self.wq.out_features, self.wkv_down.out_features), dim=-1)
 
     def forward(
         self,
@@ -236,19 +270,19 @@ class LatentAttention(_AttentionBase):
         _check_cache(cache, attention_mask)
         use = cache is not None and cache.mode != "record"
         P = cache.prefix_len if use else 0  # position of x's first token
-        q = self._queries(x).view(B, T, H, hd + self.q_rope_dim).transpose(1, 2)  # (B, H, T, hd+r)
-        down = self.wkv_down(x)  # (B, T, kv_latent_dim [+ r])
+        q, down = self._project(x)  # (B, T, H * (hd + r)), (B, T, kv_latent_dim [+ r])
+        q = q.view(B, T, H, hd + self.q_rope_dim).transpose(1, 2)  # (B, H, T, hd + r)
         c_kv = self.kv_norm(down[..., : self.kv_latent_dim])  # (B, T, kv_latent_dim): the cache
         k_r = down[..., self.kv_latent_dim :].unsqueeze(1)  # (B, 1, T, r): shared by heads
         cos, sin = self.rotary(T, x.device, q.dtype, offset=P)
         if self.k_rope_dim:
             k_r = apply_rope(k_r, cos, sin)
         if cache is not None and cache.mode == "record":
-            cache.state = (c_kv[:, : cache.prefix_len], k_r[:, :, : cache.prefix_len])
+            cache.record(c_kv, k_r[:, 0], dim=1)  # both stored as (B, T, *)
         if use:  # keys and values of the prefix are decompressed from its cached latent
-            c_kv = torch.cat((cache.state[0], c_kv), dim=1)  # (B, P + T, kv_latent_dim)
-            k_r = torch.cat((cache.state[1], k_r), dim=2)
+            c_kv, k_r = cache.around(c_kv, k_r[:, 0], dim=1)  # (B, S, kv_latent_dim), (B, S, r)
             cache.extend(c_kv, k_r)
+            k_r = k_r[:, None]  # (B, 1, S, r)
         S = c_kv.shape[1]  # key positions
         k, v = self.wkv_up(c_kv).view(B, S, H, 2 * hd).transpose(1, 2).split(hd, dim=-1)
         if self.rope == "full":

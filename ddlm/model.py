@@ -262,13 +262,19 @@ class DiffusionLM(nn.Module):
                     target.ffn.w2.weight.zero_()
         return grown.to(next(self.parameters()).device).train(self.training)
 
-    def new_cache(self, prefix_len: int) -> list[LayerCache]:
-        """An empty prefix cache (one LayerCache per block) in "record" mode."""
+    def new_cache(self, prefix_len: int, suffix_from: int | None = None) -> list[LayerCache]:
+        """An empty prefix cache (one LayerCache per block) in "record" mode. With
+        `suffix_from`, a dual cache: the positions from there on are kept too, and "use" mode
+        then takes the positions prefix_len..suffix_from-1 alone."""
         if not 0 < prefix_len <= self.config.max_seq_len:
             raise ValueError(
                 f"prefix_len must be in 1..{self.config.max_seq_len}, got {prefix_len}"
             )
-        return [LayerCache(prefix_len) for _ in self.blocks]
+        if suffix_from is not None and not prefix_len < suffix_from <= self.config.max_seq_len:
+            raise ValueError(
+                f"suffix_from must lie after prefix_len={prefix_len}, got {suffix_from}"
+            )
+        return [LayerCache(prefix_len, suffix_from=suffix_from) for _ in self.blocks]
 
     # ---- counting -------------------------------------------------------------------
 

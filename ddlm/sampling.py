@@ -6,7 +6,8 @@ threshold, prefix cache); Zheng et al., arXiv 2409.02908 (Gumbel noise in low pr
 
 Start: the prompt, then `length` MASKs. Each step runs the network once (one "NFE"),
 predicts a byte for every masked position, and *reveals* some of them; the rest stay masked
-("remasked") for later steps. Revealed bytes are never changed again.
+("remasked") for later steps. Revealed bytes are never changed again (unless `remask`
+asks for ReMDM's revisions: then some are sent back to MASK and predicted anew).
 
 How many to reveal (`reveal_count`). With m positions still masked and r steps left, a step
 reveals k = ceil(m / r). Over N steps this is LLaDA's even split: m = 10, N = 4 gives
@@ -46,7 +47,7 @@ from .tokenizer import EOS_ID, MASK_ID, N_BYTES, PAD_ID, ByteTokenizer
 
 STRATEGIES = ("low_confidence", "random")
 CONFIDENCES = ("probability", "margin", "entropy")
-CACHES = (None, "prefix")
+CACHES = (None, "prefix", "dual")
 
 _tok = ByteTokenizer()
 
@@ -84,11 +85,25 @@ class SamplerConfig:
     threshold: float | None = option(
         None, "also reveal every mask at least this confident (Fast-dLLM); None = off"
     )
+    factor: float | None = option(
+        None,
+        "Fast-dLLM's factor rule: also reveal the n surest masks, n the largest count with "
+        "(n + 1)(1 - c_n) < factor (c_n: the n-th highest confidence); None = off",
+    )
     cache: str | None = option(
-        None, "'prefix' = reuse the prompt's keys/values; None = off", choices=CACHES
+        None,
+        "'prefix' = reuse the keys/values before the current block; 'dual' = also those after "
+        "it (Fast-dLLM's DualCache); None = off",
+        choices=CACHES,
     )
     cache_refresh: int | None = option(
-        None, "with cache='prefix': recompute it every this many steps; None = per block"
+        None, "with a cache: recompute it every this many steps; None = once per block"
+    )
+    remask: int = option(
+        0,
+        "each step, send back to MASK up to this many bytes revealed at earlier steps of the "
+        "block, the least sure when revealed, to be predicted again with more context "
+        "(ReMDM, arXiv 2503.00307); never at a block's last step; 0 = revealed bytes stay",
     )
     stop_at_eos: bool = option(
         False, "let the model end the text: after a revealed EOS, the rest is EOS (unshown)"
@@ -118,16 +133,20 @@ class SamplerConfig:
             raise bad("top_p", "must be in (0, 1]; 1 = no truncation")
         if self.threshold is not None and not 0.0 < self.threshold <= 1.0:
             raise bad("threshold", "must be in (0, 1] or None")
+        if self.factor is not None and (self.factor <= 0 or self.threshold is not None):
+            raise bad("factor", "must be positive, and not combined with a threshold")
         if self.cache not in CACHES:
             raise bad("cache", f"choose one of {CACHES}")
         if self.cache_refresh is not None and (self.cache is None or self.cache_refresh < 1):
-            raise bad("cache_refresh", "must be a positive number of steps, with cache='prefix'")
+            raise bad("cache_refresh", "must be a positive number of steps, with a cache")
         if self.order_bias < 0:
             raise bad("order_bias", "must be >= 0 (0 = no positional preference)")
         if self.order_bias and self.strategy != "low_confidence":
             raise bad("order_bias", "ranks low_confidence scores; random order has none")
         if self.confidence not in CONFIDENCES:
             raise bad("confidence", f"choose one of {CONFIDENCES}")
+        if not isinstance(self.remask, int) or self.remask < 0:
+            raise bad("remask", "must be a non-negative integer")
         if not isinstance(self.min_length, int) or self.min_length < 0:
             raise bad("min_length", "must be a non-negative integer")
         if self.min_length and not self.stop_at_eos:
@@ -327,7 +346,22 @@ def choose_reveals(
     reveal = active & (rank < k[:, None])
     if config.threshold is not None:
         reveal |= active & (conf >= config.threshold)
+    if config.factor is not None:
+        surest = torch.where(active, conf, float("-inf")).argsort(1, descending=True).argsort(1)
+        reveal |= active & (surest < factor_count(conf, active, config.factor)[:, None])
     return reveal
+
+
+def factor_count(conf: torch.Tensor, active: torch.Tensor, factor: float) -> torch.Tensor:
+    """(B,) Fast-dLLM's factor rule (arXiv 2505.22618, Sec. 3.3): with the active positions'
+    confidences sorted, c_1 >= c_2 >= ..., the largest n with (n + 1)(1 - c_n) < factor.
+    If every one of n revealed guesses is wrong with probability below 1 - c_n, a union bound
+    keeps the chance that the parallel step goes wrong below about (n + 1)(1 - c_n); the left
+    side grows with n, so the first failure ends the count."""
+    c = torch.where(active, conf, torch.zeros_like(conf)).sort(1, descending=True).values
+    n = torch.arange(1, c.shape[1] + 1, device=c.device)
+    ok = ((n + 1) * (1 - c) < factor) & (c > 0)
+    return ok.long().cumprod(1).sum(1)
 
 
 # ---- the loop ---------------------------------------------------------------------------
@@ -375,6 +409,7 @@ def denoise(
     nfe = torch.zeros(B, dtype=torch.long)
     block = torch.zeros(B, dtype=torch.long, device=device)
     used = torch.zeros(B, dtype=torch.long, device=device)  # steps spent in the current block
+    sure = torch.full(ids.shape, float("inf"), device=device)  # confidence when revealed
     with _eval_mode(model):
         while bool((masked := ids == MASK_ID).any()):
             now = current_block(masked, block_of)
@@ -390,12 +425,27 @@ def denoise(
             if config.stop_at_eos:
                 ids = end_at_eos(ids, fill)
                 reveal = masked & (ids != MASK_ID)
+            sure = torch.where(reveal, conf, sure)
+            if config.remask:
+                earlier = fill & ~masked & (block_of == block[:, None]) & (ids < N_BYTES)
+                ids = remask_least_sure(ids, sure, earlier, config.remask, per_block - used > 1)
             used += live.long()
             nfe += live.long().cpu() * network.passes
             _record(traces, live, ids, pred, torch.where(masked, conf, float("nan")), reveal)
             if callback is not None:
                 callback(int(nfe[0]), traces[0][-1])
     return [Generation(ids[b].cpu(), fill[b].cpu(), int(nfe[b]), traces[b]) for b in range(B)]
+
+
+def remask_least_sure(
+    ids: torch.Tensor, sure: torch.Tensor, candidates: torch.Tensor, n: int, allowed: torch.Tensor
+) -> torch.Tensor:
+    """ReMDM's confidence rule, deterministically: in each `allowed` row (B,), turn the n
+    `candidates` (B, T) whose confidence `sure` (B, T) was lowest when they were revealed
+    back into MASK. The step schedule then spreads the extra masks over the steps left."""
+    score = torch.where(candidates & allowed[:, None], sure, float("inf"))
+    rank = score.argsort(1).argsort(1)
+    return torch.where((rank < n) & torch.isfinite(score), MASK_ID, ids)
 
 
 def _record(traces, live, ids, pred, conf, reveal) -> None:
@@ -431,6 +481,8 @@ class _Network:
     stores what it needs of the prefix (`DiffusionLM.new_cache`); the other steps run only
     the current and later positions. In a bidirectional model the prefix's keys and values
     would change as the block fills in, so this is an approximation; refresh=1 makes it exact.
+    Dual cache (the same paper's DualCache): the positions after the block (still masked,
+    or given text in an infill) are stored too, and the other steps run the block alone.
     """
 
     def __init__(
@@ -441,7 +493,8 @@ class _Network:
         given: torch.Tensor,
     ):
         self.model, self.refresh = model, config.cache_refresh
-        self.cached = config.cache == "prefix"
+        self.cached = config.cache is not None
+        self.dual = config.cache == "dual"
         if attention_mask is not None:
             attention_mask = attention_mask.to(next(model.parameters()).device)
         self.attention_mask = attention_mask
@@ -454,19 +507,22 @@ class _Network:
             return self.guided(ids)
         if not self.cached:
             return self.model(ids, self.attention_mask)  # (B, T, V)
-        start = int(in_block[0].nonzero()[0, 0])  # first position of the current block
+        where = in_block[0].nonzero()
+        start = int(where[0, 0])  # first position of the current block
+        end = int(where[-1, 0]) + 1 if self.dual else ids.shape[1]  # the suffix starts there
         if start == 0:  # nothing before the block: no prefix to cache
             return self.model(ids)
         stale = self.layers is None or start != self.start
         if stale or (self.refresh and self.age >= self.refresh):
-            self.layers, self.start, self.age = self.model.new_cache(start), start, 1
+            suffix_from = end if end < ids.shape[1] else None
+            self.layers, self.start, self.age = self.model.new_cache(start, suffix_from), start, 1
             return self.model(ids, cache=self.layers)
         self.age += 1
         for layer in self.layers:
             layer.mode = "use"
-        suffix = self.model(ids[:, start:], cache=self.layers)  # (1, T - start, V)
-        full = suffix.new_zeros(ids.shape[0], ids.shape[1], suffix.shape[-1])
-        full[:, start:] = suffix  # positions before `start` are never masked: ignored
+        part = self.model(ids[:, start:end], cache=self.layers)  # (1, end - start, V)
+        full = part.new_zeros(ids.shape[0], ids.shape[1], part.shape[-1])
+        full[:, start:end] = part  # positions outside the block are not revealed now: ignored
         return full
 
     def guided(self, ids: torch.Tensor) -> torch.Tensor:
@@ -524,7 +580,9 @@ def generate(
     if config.block_length is not None and length % config.block_length:
         raise ValueError(f"block_length={config.block_length} must divide length={length}")
     if config.cache is not None and len(prompts) > 1:
-        raise ValueError("cache='prefix' decodes one prompt at a time; pass a single prompt")
+        raise ValueError(
+            f"cache={config.cache!r} decodes one prompt at a time; pass a single prompt"
+        )
     longest = max(len(p) for p in prompts)
     if longest + length > model.config.max_seq_len:
         raise ValueError(

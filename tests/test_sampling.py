@@ -13,6 +13,7 @@ from ddlm.sampling import (
     certainty,
     current_block,
     denoise,
+    factor_count,
     generate,
     infill,
     nucleus,
@@ -212,9 +213,36 @@ def test_prefix_cache_refreshed_every_step_is_exact(model):
     assert torch.equal(a.ids, b.ids)
 
 
-@pytest.mark.parametrize("kw", [dict(), dict(block_length=4), dict(block_length=4, threshold=0.2)])
-def test_prefix_cache_fills_everything(model, kw):
-    g = generate(model, "hello world", 16, steps=8, seed=0, cache="prefix", **kw)
+@pytest.mark.parametrize("attention", ["mla", "mha"])
+def test_dual_cache_refreshed_every_step_is_exact(attention):
+    torch.manual_seed(0)
+    m = ddlm.DiffusionLM(tiny_config(attention=attention)).eval()
+    a = generate(m, "hello world", 16, steps=8, block_length=4, seed=0)
+    b = generate(
+        m, "hello world", 16, steps=8, block_length=4, seed=0, cache="dual", cache_refresh=1
+    )
+    assert torch.equal(a.ids, b.ids)
+
+
+def test_dual_cache_runs_only_the_block_and_matches_the_full_pass_at_a_refresh(model):
+    ids = torch.randint(0, 256, (1, 40))
+    cache = model.new_cache(12, suffix_from=20)
+    full = model(ids, cache=cache)  # records positions 0..11 and 20..39
+    assert all(c.cached_positions() == 12 + 20 for c in cache)
+    for c in cache:
+        c.mode = "use"
+    block = model(ids[:, 12:20], cache=cache)  # the same inputs: the same outputs
+    torch.testing.assert_close(block, full[:, 12:20], rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="suffix_from"):
+        model.new_cache(12, suffix_from=10)
+
+
+@pytest.mark.parametrize(
+    "kw", [dict(), dict(block_length=4), dict(block_length=4, threshold=0.2), dict(factor=1.0)]
+)
+@pytest.mark.parametrize("cache", ["prefix", "dual"])
+def test_prefix_cache_fills_everything(model, kw, cache):
+    g = generate(model, "hello world", 16, steps=8, seed=0, cache=cache, **kw)
     assert not (g.ids == MASK_ID).any() and g.ids[:11].tolist() == list(b"hello world")
     assert g.nfe <= 8
     check_trace(g, "low_confidence")
@@ -466,3 +494,43 @@ def test_order_bias_reveals_left_to_right_when_the_model_cannot_tell_positions_a
         SamplerConfig(order_bias=0.1, strategy="random")
     with pytest.raises(ValueError, match="order_bias"):
         SamplerConfig(order_bias=-1.0)
+
+
+def test_factor_rule_counts_by_the_union_bound():
+    conf = torch.tensor([[0.99, 0.95, 0.9, 0.5, 0.2]])
+    active = torch.ones_like(conf, dtype=torch.bool)
+    # n = 1: 2 * 0.01 = 0.02; n = 2: 3 * 0.05 = 0.15; n = 3: 4 * 0.1 = 0.4; n = 4: 5 * 0.5
+    assert factor_count(conf, active, 0.1).tolist() == [1]
+    assert factor_count(conf, active, 0.2).tolist() == [2]
+    assert factor_count(conf, active, 0.5).tolist() == [3]
+    assert factor_count(conf, active & (conf < 0.96), 0.2).tolist() == [1]  # 0.99 not active
+    g = generate(_Flat(), "ab", 12, steps=12, seed=0, factor=0.5)  # sure everywhere: one step
+    assert g.nfe == 1 and g.text == "a" * 12
+    with pytest.raises(ValueError, match="factor"):
+        SamplerConfig(factor=0.5, threshold=0.9)
+
+
+def test_remask_revises_the_least_sure_earlier_reveals_and_still_finishes(model):
+    g = generate(model, "hello world", 16, steps=8, seed=0, remask=1)
+    assert not (g.ids == MASK_ID).any() and g.nfe == 8
+    states = [s.ids for s in g.trace]
+    revised = [int(((a != MASK_ID) & (b == MASK_ID)).sum()) for a, b in zip(states[1:], states[2:])]
+    assert revised[:-1] and all(r == 1 for r in revised[:-1])  # one byte sent back per step
+    assert g.ids[:11].tolist() == list(b"hello world")  # the prompt is never re-masked
+    # What a step sends back was revealed at an earlier step, and is not the prompt.
+    for before, after in zip(g.trace[1:], g.trace[2:]):
+        back = (before.ids != MASK_ID) & (after.ids == MASK_ID)
+        assert not (back & ~g.fill).any() and not (back & after.revealed).any()
+    with pytest.raises(ValueError, match="remask"):
+        SamplerConfig(remask=-1)
+
+
+def test_remask_least_sure_picks_the_lowest_confidence_candidates():
+    from ddlm.sampling import remask_least_sure
+
+    ids = torch.tensor([[1, 2, 3, 4, 5], [1, 2, 3, 4, 5]])
+    sure = torch.tensor([[0.9, 0.2, 0.5, 0.1, 0.8], [0.9, 0.2, 0.5, 0.1, 0.8]])
+    cand = torch.tensor([[True, True, True, False, True]] * 2)  # position 3 is not a candidate
+    out = remask_least_sure(ids, sure, cand, 2, torch.tensor([True, False]))
+    assert out[0].tolist() == [1, MASK_ID, MASK_ID, 4, 5]  # 0.2 and 0.5, not the 0.1 excluded
+    assert out[1].tolist() == [1, 2, 3, 4, 5]  # a row at its block's last step keeps all
