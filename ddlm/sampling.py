@@ -35,196 +35,41 @@ Shapes: ids (B, T) int64; fill (B, T) bool; trace entries (T,) int16 / float16 /
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 
 import torch
 
-from .configs import option
+from .forward import StepNetwork
 from .model import require_arch
+from .sampler_config import CACHES, CONFIDENCES, STRATEGIES, SamplerConfig
 from .tokenizer import EOS_ID, MASK_ID, N_BYTES, PAD_ID, ByteTokenizer
+from .trace import Generation, TraceStep, before_eos
 
-STRATEGIES = ("low_confidence", "random")
-CONFIDENCES = ("probability", "margin", "entropy")
-CACHES = (None, "prefix", "dual")
+# The config and the trace live in their own modules; they are part of this one's interface.
+__all__ = [
+    "CACHES",
+    "CONFIDENCES",
+    "STRATEGIES",
+    "Generation",
+    "SamplerConfig",
+    "TraceStep",
+    "before_eos",
+    "block_index",
+    "certainty",
+    "choose_reveals",
+    "current_block",
+    "denoise",
+    "end_at_eos",
+    "factor_count",
+    "generate",
+    "infill",
+    "nucleus",
+    "pick_bytes",
+    "remask_least_sure",
+    "reveal_count",
+]
 
 _tok = ByteTokenizer()
-
-
-@dataclass(frozen=True)
-class SamplerConfig:
-    """How to run the reverse process. Validated once, here; everyone else trusts it."""
-
-    steps: int | None = option(None, "network evaluations; None = one per byte to fill")
-    strategy: str = option(
-        "low_confidence",
-        "which masks to reveal: 'low_confidence' (surest first) or 'random'",
-        choices=STRATEGIES,
-    )
-    confidence: str = option(
-        "probability",
-        "how sure a guess is, for low_confidence: its probability, the margin over the "
-        "runner-up, or the negative entropy of the distribution",
-        choices=CONFIDENCES,
-    )
-    block_length: int | None = option(
-        None, "decode in blocks of this many bytes, left to right; None = one block"
-    )
-    temperature: float = option(0.0, "0 = take the most likely byte; > 0 = sample (Gumbel-max)")
-    top_p: float = option(
-        1.0,
-        "with temperature > 0: sample only among the likeliest bytes that together hold this "
-        "much probability (nucleus sampling); 1 = all bytes",
-    )
-    order_bias: float = option(
-        0.0,
-        "low_confidence: lower each mask's score by this much per mask before it in its "
-        "block, a soft left-to-right order (PC-Sampler, arXiv 2508.13021); 0 = off",
-    )
-    threshold: float | None = option(
-        None, "also reveal every mask at least this confident (Fast-dLLM); None = off"
-    )
-    factor: float | None = option(
-        None,
-        "Fast-dLLM's factor rule: also reveal the n surest masks, n the largest count with "
-        "(n + 1)(1 - c_n) < factor (c_n: the n-th highest confidence); None = off",
-    )
-    cache: str | None = option(
-        None,
-        "'prefix' = reuse the keys/values before the current block; 'dual' = also those after "
-        "it (Fast-dLLM's DualCache); None = off",
-        choices=CACHES,
-    )
-    cache_refresh: int | None = option(
-        None, "with a cache: recompute it every this many steps; None = once per block"
-    )
-    remask: int = option(
-        0,
-        "each step, send back to MASK up to this many bytes revealed at earlier steps of the "
-        "block, the least sure when revealed, to be predicted again with more context "
-        "(ReMDM, arXiv 2503.00307); never at a block's last step; 0 = revealed bytes stay",
-    )
-    stop_at_eos: bool = option(
-        False, "let the model end the text: after a revealed EOS, the rest is EOS (unshown)"
-    )
-    min_length: int = option(0, "with stop_at_eos: bytes to generate before an EOS may come")
-    guidance: float = option(
-        0.0,
-        "classifier-free guidance scale w: logits + w * (logits - logits with the prompt "
-        "masked); 0 = off, > 0 leans harder on the prompt (two network passes per step)",
-    )
-
-    def __post_init__(self) -> None:
-        def bad(name: str, why: str) -> ValueError:
-            return ValueError(f"SamplerConfig.{name}={getattr(self, name)!r}: {why}")
-
-        if self.steps is not None and (not isinstance(self.steps, int) or self.steps < 1):
-            raise bad("steps", "must be a positive integer or None")
-        if self.strategy not in STRATEGIES:
-            raise bad("strategy", f"choose one of {STRATEGIES}")
-        if self.block_length is not None and (
-            not isinstance(self.block_length, int) or self.block_length < 1
-        ):
-            raise bad("block_length", "must be a positive integer or None")
-        if self.temperature < 0:
-            raise bad("temperature", "must be >= 0")
-        if not 0.0 < self.top_p <= 1.0:
-            raise bad("top_p", "must be in (0, 1]; 1 = no truncation")
-        if self.threshold is not None and not 0.0 < self.threshold <= 1.0:
-            raise bad("threshold", "must be in (0, 1] or None")
-        if self.factor is not None and (self.factor <= 0 or self.threshold is not None):
-            raise bad("factor", "must be positive, and not combined with a threshold")
-        if self.cache not in CACHES:
-            raise bad("cache", f"choose one of {CACHES}")
-        if self.cache_refresh is not None and (self.cache is None or self.cache_refresh < 1):
-            raise bad("cache_refresh", "must be a positive number of steps, with a cache")
-        if self.order_bias < 0:
-            raise bad("order_bias", "must be >= 0 (0 = no positional preference)")
-        if self.order_bias and self.strategy != "low_confidence":
-            raise bad("order_bias", "ranks low_confidence scores; random order has none")
-        if self.confidence not in CONFIDENCES:
-            raise bad("confidence", f"choose one of {CONFIDENCES}")
-        if not isinstance(self.remask, int) or self.remask < 0:
-            raise bad("remask", "must be a non-negative integer")
-        if not isinstance(self.min_length, int) or self.min_length < 0:
-            raise bad("min_length", "must be a non-negative integer")
-        if self.min_length and not self.stop_at_eos:
-            raise bad("min_length", "means something only with stop_at_eos=True")
-        if self.guidance < 0:
-            raise bad("guidance", "must be >= 0 (0 = off)")
-        if self.guidance and self.cache is not None:
-            raise bad("guidance", "needs the whole sequence each step; use it without a cache")
-
-    def with_options(self, **options) -> SamplerConfig:
-        """A copy with some fields changed (validated again); unknown names are an error."""
-        known = {f.name for f in dataclasses.fields(self)}
-        unknown = sorted(set(options) - known)
-        if unknown:
-            raise ValueError(f"unknown sampler options {unknown}; known: {sorted(known)}")
-        return dataclasses.replace(self, **options)
-
-
-@dataclass
-class TraceStep:
-    """One recorded state of the reverse process (all tensors on CPU, shape (T,))."""
-
-    ids: torch.Tensor  # int16: the sequence after this step (MASK_ID where still masked)
-    predicted: torch.Tensor  # int16: the model's current guess at every position
-    confidence: torch.Tensor  # float16: probability of that guess; NaN where nothing was masked
-    revealed: torch.Tensor  # bool: positions revealed at this step
-
-    @classmethod
-    def start(cls, ids: torch.Tensor) -> TraceStep:
-        """The state before any step: nothing predicted, nothing revealed."""
-        T = ids.shape[0]
-        nan = torch.full((T,), float("nan"), dtype=torch.float16)
-        return cls(ids.short().cpu(), ids.short().cpu(), nan, torch.zeros(T, dtype=torch.bool))
-
-    def text(self) -> str:
-        return _tok.decode(self.ids.long())
-
-    def crop(self, n: int) -> TraceStep:
-        return TraceStep(self.ids[:n], self.predicted[:n], self.confidence[:n], self.revealed[:n])
-
-
-@dataclass
-class Generation:
-    """The result of `generate`, `infill` or `ar.generate_ar`."""
-
-    ids: torch.Tensor  # (T,) int64: the whole sequence (prompt and generated bytes)
-    fill: torch.Tensor  # (T,) bool: positions that were generated
-    nfe: int  # network evaluations used
-    trace: list[TraceStep] = field(default_factory=list)  # trace[0] is the starting state
-
-    @property
-    def prompt_length(self) -> int:
-        """Bytes before the first generated one (the prompt, for `generate`)."""
-        filled = self.fill.nonzero()
-        return int(filled[0, 0]) if len(filled) else len(self.ids)
-
-    @property
-    def text(self) -> str:
-        """The generated bytes alone, decoded (up to an EOS the model chose, if any)."""
-        return _tok.decode(_before_eos(self.ids[self.fill]))
-
-    @property
-    def full_text(self) -> str:
-        """The whole sequence, decoded (for infill: the text with its holes filled)."""
-        return _tok.decode(_before_eos(self.ids))
-
-    @property
-    def steps(self) -> int:
-        return len(self.trace) - 1
-
-    def crop(self, n: int) -> Generation:
-        """The first n positions (drops a batch's right padding)."""
-        return Generation(self.ids[:n], self.fill[:n], self.nfe, [s.crop(n) for s in self.trace])
-
-
-def _before_eos(ids: torch.Tensor) -> torch.Tensor:
-    eos = (ids == EOS_ID).nonzero()
-    return ids[: int(eos[0, 0])] if len(eos) else ids
 
 
 # ---- one step's pieces ----------------------------------------------------------------
@@ -404,7 +249,7 @@ def denoise(
     block_of = block_index(fill, config.block_length)
     eos_ok = fill & (fill.long().cumsum(1) > config.min_length) if config.stop_at_eos else None
     given = ~fill if attention_mask is None else ~fill & attention_mask.to(device)
-    network = _Network(model, attention_mask, config, given)
+    network = StepNetwork(model, attention_mask, config, given)
     traces = [[TraceStep.start(row)] for row in ids]
     nfe = torch.zeros(B, dtype=torch.long)
     block = torch.zeros(B, dtype=torch.long, device=device)
@@ -470,75 +315,6 @@ def _eval_mode(model):
 def _fresh_seed() -> int:
     """A seed drawn from torch's global generator: seed=None follows torch.manual_seed."""
     return int(torch.randint(0, 2**62, (1,)).item())
-
-
-class _Network:
-    """One network evaluation per step: a plain forward pass, or Fast-dLLM's prefix cache.
-
-    Prefix cache (arXiv 2505.22618, "prefix KV cache"; one sequence, no padding): everything
-    before the current block (the prompt and finished blocks) is the prefix. At the first
-    step of a block, or every `cache_refresh` steps, the whole sequence runs and each layer
-    stores what it needs of the prefix (`DiffusionLM.new_cache`); the other steps run only
-    the current and later positions. In a bidirectional model the prefix's keys and values
-    would change as the block fills in, so this is an approximation; refresh=1 makes it exact.
-    Dual cache (the same paper's DualCache): the positions after the block (still masked,
-    or given text in an infill) are stored too, and the other steps run the block alone.
-    """
-
-    def __init__(
-        self,
-        model,
-        attention_mask: torch.Tensor | None,
-        config: SamplerConfig,
-        given: torch.Tensor,
-    ):
-        self.model, self.refresh = model, config.cache_refresh
-        self.cached = config.cache is not None
-        self.dual = config.cache == "dual"
-        if attention_mask is not None:
-            attention_mask = attention_mask.to(next(model.parameters()).device)
-        self.attention_mask = attention_mask
-        self.layers, self.start, self.age = None, -1, 0
-        self.guidance, self.given = config.guidance, given  # (B, T) bool: the prompt's bytes
-        self.passes = 2 if config.guidance else 1  # network evaluations per step
-
-    def __call__(self, ids: torch.Tensor, in_block: torch.Tensor) -> torch.Tensor:
-        if self.guidance:
-            return self.guided(ids)
-        if not self.cached:
-            return self.model(ids, self.attention_mask)  # (B, T, V)
-        where = in_block[0].nonzero()
-        start = int(where[0, 0])  # first position of the current block
-        end = int(where[-1, 0]) + 1 if self.dual else ids.shape[1]  # the suffix starts there
-        if start == 0:  # nothing before the block: no prefix to cache
-            return self.model(ids)
-        stale = self.layers is None or start != self.start
-        if stale or (self.refresh and self.age >= self.refresh):
-            suffix_from = end if end < ids.shape[1] else None
-            self.layers, self.start, self.age = self.model.new_cache(start, suffix_from), start, 1
-            return self.model(ids, cache=self.layers)
-        self.age += 1
-        for layer in self.layers:
-            layer.mode = "use"
-        part = self.model(ids[:, start:end], cache=self.layers)  # (1, end - start, V)
-        full = part.new_zeros(ids.shape[0], ids.shape[1], part.shape[-1])
-        full[:, start:end] = part  # positions outside the block are not revealed now: ignored
-        return full
-
-    def guided(self, ids: torch.Tensor) -> torch.Tensor:
-        """Classifier-free guidance (Ho & Salimans 2022; for masked diffusion, Nie et al.
-        2024, "Scaling up Masked Diffusion Models on Text", as LLaDA uses it): one batch
-        holds the sequence and a copy with the prompt masked,
-        the "unconditional" model. Logits c + w (c - u) push away from what the model would
-        write without the prompt. The mask predictor was trained on sequences with every
-        byte possibly masked, so it already is its own unconditional model."""
-        B = ids.shape[0]
-        unconditional = torch.where(self.given, MASK_ID, ids)
-        both = torch.cat([ids, unconditional])  # (2B, T)
-        mask = None if self.attention_mask is None else self.attention_mask.repeat(2, 1)
-        logits = self.model(both, mask).float()  # (2B, T, V)
-        c, u = logits[:B], logits[B:]
-        return c + self.guidance * (c - u)
 
 
 # ---- the two entry points ---------------------------------------------------------------

@@ -1,0 +1,130 @@
+"""The sampler's options: one frozen, validated `SamplerConfig` that every caller passes.
+
+`generate`, `infill`, `denoise`, `ddlm sample` (one command-line option per field, with the
+help text below) and the widgets' sampler panel all take this object; `ddlm.sampling` explains
+what each option does to the reverse process.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from .configs import option
+
+STRATEGIES = ("low_confidence", "random")
+CONFIDENCES = ("probability", "margin", "entropy")
+CACHES = (None, "prefix", "dual")
+
+
+@dataclass(frozen=True)
+class SamplerConfig:
+    """How to run the reverse process. Validated once, here; everyone else trusts it."""
+
+    steps: int | None = option(None, "network evaluations; None = one per byte to fill")
+    strategy: str = option(
+        "low_confidence",
+        "which masks to reveal: 'low_confidence' (surest first) or 'random'",
+        choices=STRATEGIES,
+    )
+    confidence: str = option(
+        "probability",
+        "how sure a guess is, for low_confidence: its probability, the margin over the "
+        "runner-up, or the negative entropy of the distribution",
+        choices=CONFIDENCES,
+    )
+    block_length: int | None = option(
+        None, "decode in blocks of this many bytes, left to right; None = one block"
+    )
+    temperature: float = option(0.0, "0 = take the most likely byte; > 0 = sample (Gumbel-max)")
+    top_p: float = option(
+        1.0,
+        "with temperature > 0: sample only among the likeliest bytes that together hold this "
+        "much probability (nucleus sampling); 1 = all bytes",
+    )
+    order_bias: float = option(
+        0.0,
+        "low_confidence: lower each mask's score by this much per mask before it in its "
+        "block, a soft left-to-right order (PC-Sampler, arXiv 2508.13021); 0 = off",
+    )
+    threshold: float | None = option(
+        None, "also reveal every mask at least this confident (Fast-dLLM); None = off"
+    )
+    factor: float | None = option(
+        None,
+        "Fast-dLLM's factor rule: also reveal the n surest masks, n the largest count with "
+        "(n + 1)(1 - c_n) < factor (c_n: the n-th highest confidence); None = off",
+    )
+    cache: str | None = option(
+        None,
+        "'prefix' = reuse the keys/values before the current block; 'dual' = also those after "
+        "it (Fast-dLLM's DualCache); None = off",
+        choices=CACHES,
+    )
+    cache_refresh: int | None = option(
+        None, "with a cache: recompute it every this many steps; None = once per block"
+    )
+    remask: int = option(
+        0,
+        "each step, send back to MASK up to this many bytes revealed at earlier steps of the "
+        "block, the least sure when revealed, to be predicted again with more context "
+        "(ReMDM, arXiv 2503.00307); never at a block's last step; 0 = revealed bytes stay",
+    )
+    stop_at_eos: bool = option(
+        False, "let the model end the text: after a revealed EOS, the rest is EOS (unshown)"
+    )
+    min_length: int = option(0, "with stop_at_eos: bytes to generate before an EOS may come")
+    guidance: float = option(
+        0.0,
+        "classifier-free guidance scale w: logits + w * (logits - logits with the prompt "
+        "masked); 0 = off, > 0 leans harder on the prompt (two network passes per step)",
+    )
+
+    def __post_init__(self) -> None:
+        def bad(name: str, why: str) -> ValueError:
+            return ValueError(f"SamplerConfig.{name}={getattr(self, name)!r}: {why}")
+
+        if self.steps is not None and (not isinstance(self.steps, int) or self.steps < 1):
+            raise bad("steps", "must be a positive integer or None")
+        if self.strategy not in STRATEGIES:
+            raise bad("strategy", f"choose one of {STRATEGIES}")
+        if self.block_length is not None and (
+            not isinstance(self.block_length, int) or self.block_length < 1
+        ):
+            raise bad("block_length", "must be a positive integer or None")
+        if self.temperature < 0:
+            raise bad("temperature", "must be >= 0")
+        if not 0.0 < self.top_p <= 1.0:
+            raise bad("top_p", "must be in (0, 1]; 1 = no truncation")
+        if self.threshold is not None and not 0.0 < self.threshold <= 1.0:
+            raise bad("threshold", "must be in (0, 1] or None")
+        if self.factor is not None and (self.factor <= 0 or self.threshold is not None):
+            raise bad("factor", "must be positive, and not combined with a threshold")
+        if self.cache not in CACHES:
+            raise bad("cache", f"choose one of {CACHES}")
+        if self.cache_refresh is not None and (self.cache is None or self.cache_refresh < 1):
+            raise bad("cache_refresh", "must be a positive number of steps, with a cache")
+        if self.order_bias < 0:
+            raise bad("order_bias", "must be >= 0 (0 = no positional preference)")
+        if self.order_bias and self.strategy != "low_confidence":
+            raise bad("order_bias", "ranks low_confidence scores; random order has none")
+        if self.confidence not in CONFIDENCES:
+            raise bad("confidence", f"choose one of {CONFIDENCES}")
+        if not isinstance(self.remask, int) or self.remask < 0:
+            raise bad("remask", "must be a non-negative integer")
+        if not isinstance(self.min_length, int) or self.min_length < 0:
+            raise bad("min_length", "must be a non-negative integer")
+        if self.min_length and not self.stop_at_eos:
+            raise bad("min_length", "means something only with stop_at_eos=True")
+        if self.guidance < 0:
+            raise bad("guidance", "must be >= 0 (0 = off)")
+        if self.guidance and self.cache is not None:
+            raise bad("guidance", "needs the whole sequence each step; use it without a cache")
+
+    def with_options(self, **options) -> SamplerConfig:
+        """A copy with some fields changed (validated again); unknown names are an error."""
+        known = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise ValueError(f"unknown sampler options {unknown}; known: {sorted(known)}")
+        return dataclasses.replace(self, **options)
