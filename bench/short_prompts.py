@@ -72,6 +72,11 @@ SETTINGS = {
     "order_bias0.02,T0.7,top_p0.9@64": dict(steps=64, order_bias=0.02, temperature=0.7, top_p=0.9),
     "margin,guidance1": dict(confidence="margin", guidance=1.0),
     "margin,guidance2@64": dict(steps=64, confidence="margin", guidance=2.0),
+    "blocks64@64": dict(steps=64, block_length=64),
+    # ReMDM-style revision: one earlier reveal sent back to MASK per step.
+    "remask1@64": dict(steps=64, remask=1),
+    "margin,remask1@64": dict(steps=64, confidence="margin", remask=1),
+    "margin,guidance1,remask1@64": dict(steps=64, confidence="margin", guidance=1.0, remask=1),
 }
 
 

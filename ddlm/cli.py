@@ -86,7 +86,7 @@ def _train_configs(args: argparse.Namespace, out: Path):
         raise SystemExit(f"ddlm train: --init-from {args.init_from}: {err}") from err
 
 
-def _fit_until_signalled(trainer) -> tuple[dict, int | None]:
+def _fit_until_signalled(trainer, stop_after: int | None = None) -> tuple[dict, int | None]:
     """trainer.fit(); SIGINT/SIGTERM save a checkpoint and stop (a second one stops at once)."""
     received: list[int] = []
 
@@ -100,7 +100,7 @@ def _fit_until_signalled(trainer) -> tuple[dict, int | None]:
 
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        return trainer.fit(), (received[0] if received else None)
+        return trainer.fit(stop_after), (received[0] if received else None)
     finally:
         for s, h in old.items():
             signal.signal(s, h)
@@ -135,7 +135,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(
             f"training {kind} model: {n:,} parameters on {trainer.device}, amp={tcfg.amp} -> {out}"
         )
-    result, signum = _fit_until_signalled(trainer)
+    if args.stop_after is not None and args.stop_after <= trainer.step:
+        trainer.close()
+        raise SystemExit(
+            f"ddlm train: --stop-after {args.stop_after} is not after step {trainer.step}"
+        )
+    result, signum = _fit_until_signalled(trainer, args.stop_after)
     if trainer.is_main:
         val = result.get("val_loss")
         print(
@@ -332,6 +337,14 @@ def _train_parser(sub) -> None:
         metavar="CHECKPOINT",
         help="fine-tune: start from these weights (a model directory or a shipped name); "
         "ignored with --resume, which continues from the run's own checkpoint",
+    )
+    p.add_argument(
+        "--stop-after",
+        type=int,
+        default=None,
+        metavar="STEP",
+        help="save a checkpoint and exit after this step, the schedule unchanged (continue "
+        "later with --resume): one sitting of a longer run, as a repeatable command",
     )
     p.add_argument(
         "--grow-layers",

@@ -113,13 +113,19 @@ class Trainer:
         """Ask the loop to save a checkpoint and return after the current step (signal-safe)."""
         self._stop_requested = True
 
-    def fit(self) -> dict:
-        """Train until `steps` (or a stop request). Returns the last metric record."""
+    def fit(self, stop_after: int | None = None) -> dict:
+        """Train until `steps` (or a stop request). Returns the last metric record.
+
+        `stop_after=N` saves a checkpoint and returns once step N is done, without touching
+        the schedule (which still runs to `steps`): a long run split into sittings, each one
+        an exact, repeatable command, continued with `resume=True`."""
         from tqdm.auto import tqdm
 
         cfg = self.cfg
         if self.step >= cfg.steps:
             return {"step": self.step, "status": "already-complete"}
+        if stop_after is not None and stop_after <= self.step:
+            raise ValueError(f"stop_after={stop_after} is not after the run's step {self.step}")
         self._write_configs()
         show = self.progress and self.is_main
         bar = tqdm(total=cfg.steps, initial=self.step, disable=not show, desc="train")
@@ -133,6 +139,8 @@ class Trainer:
                 self.tokens_seen += tokens
                 meter.add(loss, tokens)
                 bar.update(1)
+                if stop_after is not None and self.step >= stop_after:
+                    self._stop_requested = True  # the record below is then the last one
                 record = self._record(meter)
                 if record is not None:
                     last = self._emit(record)

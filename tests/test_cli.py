@@ -350,3 +350,14 @@ def test_help_explains_every_option():
     for cls in (ModelConfig, TrainConfig, SamplerConfig):
         for f in dataclasses.fields(cls):
             assert field_help(f), f"{cls.__name__}.{f.name} has no help text"
+
+
+def test_stop_after_ends_a_sitting_and_resume_finishes_the_run(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert train(out, "--steps", "6", "--stop-after", "2") == 0
+    assert read_state(out)["step"] == 2
+    assert "step 2 interrupted" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="--stop-after 2"):
+        train(out, "--steps", "6", "--resume", "--stop-after", "2")
+    assert train(out, "--steps", "6", "--resume") == 0
+    assert read_state(out)["step"] == 6

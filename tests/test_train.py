@@ -57,6 +57,25 @@ def test_exact_resume(tmp_path, small_corpus):
     assert [r["loss"] for r in b_lines] == [r["loss"] for r in a_lines]
 
 
+def test_stop_after_splits_a_run_into_sittings_that_end_where_one_run_ends(tmp_path, small_corpus):
+    model_cfg = tiny_config()
+    straight = Trainer(
+        model_cfg, cfg(steps=12), small_corpus, out_dir=tmp_path / "a", progress=False
+    )
+    straight.fit()
+    first = Trainer(model_cfg, cfg(steps=12), small_corpus, out_dir=tmp_path / "b", progress=False)
+    assert first.fit(stop_after=5)["status"] == "interrupted" and first.step == 5
+    second = Trainer(
+        model_cfg, cfg(steps=12), small_corpus, out_dir=tmp_path / "b", resume=True, progress=False
+    )
+    assert second.step == 5
+    with pytest.raises(ValueError, match="stop_after"):
+        second.fit(stop_after=5)
+    second.fit()
+    for (k, a), b in zip(straight.model.state_dict().items(), second.model.state_dict().values()):
+        assert torch.equal(a, b), k
+
+
 def test_resume_needs_a_run_and_refuses_other_configs(tmp_path, small_corpus):
     with pytest.raises(ddlm.checkpoint.CheckpointError):
         Trainer(tiny_config(), cfg(), small_corpus, out_dir=tmp_path, resume=True, progress=False)
