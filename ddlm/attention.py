@@ -34,7 +34,9 @@ prefix stands in for the rest. "extend" mode is the autoregressive decoder's key
 like "use", and the new positions are appended to the stored prefix. MHA stores rotated keys
 and values (2 * H * d_h numbers per token); MLA stores only its latent c_kv (plus the shared
 rotary key k_R when decoupled) and decompresses keys and values from it at each use, which is
-where its small cache pays off.
+where its small cache pays off. With `suffix_from`, a dual cache (Fast-dLLM's DualCache): the
+positions from there to the end are stored as well, and "use" mode takes only the positions
+between prefix and suffix, the stored ones standing in on both sides.
 
 Shapes: x (B, T, dim) -> (B, T, dim); attention_mask (B, T) bool, True on real tokens.
 """

@@ -66,7 +66,13 @@ def _train_configs(args: argparse.Namespace, out: Path):
     if args.arch is not None:
         model_over["causal"] = args.arch == "ar"
     if args.resume:
-        return _resume_config(out, args, model_over)
+        stored, tcfg = _resume_config(out, args, model_over)
+        if args.grow_layers is not None and args.grow_layers != stored.n_layers:
+            raise SystemExit(
+                f"ddlm train: --grow-layers {args.grow_layers}, but the run in {out} has "
+                f"{stored.n_layers} blocks; a run keeps its depth (drop --grow-layers to resume)"
+            )
+        return stored, tcfg
     tcfg = TrainConfig(**overrides(args, TrainConfig))
     if args.grow_layers is not None and args.init_from is None:
         raise SystemExit("ddlm train: --grow-layers deepens a trained model; add --init-from")

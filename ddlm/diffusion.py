@@ -72,17 +72,17 @@ def sample_times(
 def time_weight(t: torch.Tensor, eps: float = DEFAULT_MASK_EPS, power: float = 1.0) -> torch.Tensor:
     """The importance weight of each t drawn by `sample_times(..., power=power)`, shape (B,).
 
-    With t = eps + (1 - eps) u^power, t has density p(t) = 1 / (power u^(power-1)) on [eps, 1]
-    (times 1 / (1 - eps)), so E_p[f(t) w(t)] with w = power u^(power-1) is the integral of f
-    that the ELBO needs, whatever the power: the same bound, a different spread. power = 2
-    draws small t (few masks, weight 1/t up to 1/eps) four times as often near 0 and weighs
-    each down by 2 sqrt(u): the rare, heavy draws that make the 1/t estimator noisy become
-    frequent, light ones. power = 1 is the uniform draw, weight 1.
+    The draw is t = eps + (1 - eps) s with s = u^power, u uniform, so s has density
+    p(s) = s^(1/power - 1) / power on [0, 1], and weighting each draw by
+    w = 1 / p(s) = power * u^(power - 1) makes E[w f(t)] the uniform-t integral of f that the
+    ELBO needs, whatever the power: the same bound, a different spread. power = 2 puts a
+    tenth of the draws below s = 0.01 (the uniform draw: a hundredth) and weighs each by
+    2u = 2 sqrt(s). power = 1 is the uniform draw, weight 1.
     """
     if power == 1.0:
         return torch.ones_like(t)
-    u = ((t - eps) / (1.0 - eps)).clamp_min(0.0)
-    return power * u ** ((power - 1.0) / power)
+    s = ((t - eps) / (1.0 - eps)).clamp_min(1e-12)  # s = u^power; clamped: finite for power < 1
+    return power * s ** ((power - 1.0) / power)
 
 
 def mask_tokens(
@@ -205,7 +205,8 @@ def diffusion_loss(
         raise ValueError(f"prompt_len must be in [0, {T}) for sequences of {T}, got {prompt_len}")
     if complementary and (B % 2 or masking != "rate" or t_power != 1.0):
         raise ValueError("complementary masks need an even batch, masking='rate', t_power=1")
-    t = sample_times(B, eps, stratified, generator, x0.device, power=t_power)
+    # Complementary masks: B / 2 sequences, each twice, so B / 2 rates stratified between them.
+    t = sample_times(B // 2 if complementary else B, eps, stratified, generator, x0.device, t_power)
     real = (x0 != PAD_ID) if attention_mask is None else attention_mask.clone()
     if prompt_len:
         real[:, :prompt_len] = False  # the prompt is never masked, nor scored
@@ -225,6 +226,7 @@ def diffusion_loss(
     ce = F.cross_entropy(
         logits.transpose(1, 2), x0.clamp_max(logits.shape[-1] - 1), reduction="none"
     )
+    ce = torch.where(masked, ce, 0.0)  # unscored positions may be infinite (PAD under SUBS)
     if t_power != 1.0:  # importance weights of the draw of t (1 for the uniform draw)
         share = share / time_weight(t, eps, t_power)
     weighted = (ce * masked) / share[:, None]  # (B, T)
@@ -234,8 +236,8 @@ def diffusion_loss(
 def complementary_masks(x0, real, attention_mask, t, eps, generator):
     """The first half of a batch twice over: masked where u < t, then where u >= t.
 
-    t (B,) is redrawn as t_1 in [eps, 1 - eps] for the first copies and t_2 = 1 - t_1 for
-    the second. Returns (x0, real, attention_mask, t, x_t, masked), all (B, ...)."""
+    t (B / 2,) is mapped to t_1 in [eps, 1 - eps] for the first copies, and the second copies
+    get t_2 = 1 - t_1. Returns (x0, real, attention_mask, t, x_t, masked), all (B, ...)."""
     h = x0.shape[0] // 2
     t1 = eps + (1.0 - 2 * eps) * (t[:h] - eps) / (1.0 - eps)
     u = torch.rand(x0[:h].shape, generator=generator).to(x0.device)
@@ -300,7 +302,10 @@ def bits_per_byte(
       l is stratified across the samples, so a few samples cover all masking levels.
 
     Both are unbiased for the same bound. Result in bits per byte (nats / ln 2 / L); the
-    standard error comes from the spread of the per-draw estimates.
+    standard error comes from the spread of the per-draw estimates. A clean byte is never
+    MASK or PAD, so the model's distribution is read with those two logits at -inf
+    (`without_mask_logits`, MDLM's SUBS): a valid model of the bytes, whatever it was
+    trained with, and never a looser bound.
 
     `prompt_len > 0` scores only the last L - prompt_len bytes of each chunk given the
     first prompt_len, which stay clean (the conditional form, LLaDA Eq. 6): a bound on
@@ -329,7 +334,7 @@ def bits_per_byte(
             ) % 1.0  # stratified over the draws via s
             masked, weight = _draw_masks(u, b, L, prompt_len, estimator, gen)
             xt = torch.where(masked, torch.full_like(x0, MASK_ID), x0)
-            logits = model(xt.to(device)).float().cpu()
+            logits = without_mask_logits(model(xt.to(device)).float().cpu())
             ce = F.cross_entropy(logits.transpose(1, 2), x0, reduction="none")
             per_draw[lo : lo + b, s] = (ce * masked).sum(1).double() * weight.double()
             bar.update(b)

@@ -35,6 +35,7 @@ class StepNetwork:
         given: torch.Tensor,
     ):
         self.model, self.refresh = model, config.cache_refresh
+        self.cache = config.cache
         self.cached = config.cache is not None
         self.dual = config.cache == "dual"
         if attention_mask is not None:
@@ -49,7 +50,12 @@ class StepNetwork:
             return self.guided(ids)
         if not self.cached:
             return self.model(ids, self.attention_mask)  # (B, T, V)
-        where = in_block[0].nonzero()
+        if ids.shape[0] != 1:
+            raise ValueError(
+                f"cache={self.cache!r} decodes one sequence at a time, got {ids.shape[0]}"
+            )
+        # The block's own positions: block_index also files the prompt under block 0.
+        where = (in_block[0] & ~self.given[0]).nonzero()
         start = int(where[0, 0])  # first position of the current block
         end = int(where[-1, 0]) + 1 if self.dual else ids.shape[1]  # the suffix starts there
         if start == 0:  # nothing before the block: no prefix to cache

@@ -233,8 +233,8 @@ class DiffusionLM(nn.Module):
         return self.head(self.norm(x)).float()  # (B, T, vocab), float32 even under autocast
 
     def deepened(self, n_layers: int) -> DiffusionLM:
-        """A copy with `n_layers` blocks: the trained blocks in order, with new ones spread
-        evenly between them, each starting as the identity (its two output projections,
+        """A copy with `n_layers` blocks: the trained blocks in order, with the new ones spread
+        evenly after them (after blocks 0, 2, 4 for 6 -> 9), each starting as the identity (its two output projections,
         attn.out and ffn.w2, are zero, so it adds nothing to the residual stream until
         training moves them). The deeper model computes exactly what this one does, and
         fine-tuning then has more capacity to work with (depth growth as in Gong et al.,
@@ -260,7 +260,8 @@ class DiffusionLM(nn.Module):
                 else:
                     target.attn.out.weight.zero_()
                     target.ffn.w2.weight.zero_()
-        return grown.to(next(self.parameters()).device).train(self.training)
+        p = next(self.parameters())
+        return grown.to(device=p.device, dtype=p.dtype).train(self.training)
 
     def new_cache(self, prefix_len: int, suffix_from: int | None = None) -> list[LayerCache]:
         """An empty prefix cache (one LayerCache per block) in "record" mode. With

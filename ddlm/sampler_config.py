@@ -96,6 +96,8 @@ class SamplerConfig:
             raise bad("temperature", "must be >= 0")
         if not 0.0 < self.top_p <= 1.0:
             raise bad("top_p", "must be in (0, 1]; 1 = no truncation")
+        if self.top_p < 1.0 and self.temperature == 0:
+            raise bad("top_p", "truncates what is sampled: set temperature > 0 (greedy ignores it)")
         if self.threshold is not None and not 0.0 < self.threshold <= 1.0:
             raise bad("threshold", "must be in (0, 1] or None")
         if self.factor is not None and (self.factor <= 0 or self.threshold is not None):
@@ -112,6 +114,12 @@ class SamplerConfig:
             raise bad("confidence", f"choose one of {CONFIDENCES}")
         if not isinstance(self.remask, int) or self.remask < 0:
             raise bad("remask", "must be a non-negative integer")
+        if self.remask and (self.threshold is not None or self.factor is not None):
+            raise bad(
+                "remask",
+                "sends bytes back every step, so a block never ends early: it defeats a "
+                "threshold or factor rule; use one or the other",
+            )
         if not isinstance(self.min_length, int) or self.min_length < 0:
             raise bad("min_length", "must be a non-negative integer")
         if self.min_length and not self.stop_at_eos:

@@ -16,14 +16,23 @@ reveals k = ceil(m / r). Over N steps this is LLaDA's even split: m = 10, N = 4 
 
 Which to reveal (`choose_reveals`, by `SamplerConfig.strategy`):
 * "low_confidence" (LLaDA Alg. 5): the k masked positions whose predicted byte has the
-  highest probability. Uncertain positions stay masked and are predicted again later, with
-  more context.
+  highest probability (or margin, or negative entropy: `confidence`). Uncertain positions
+  stay masked and are predicted again later, with more context. `order_bias` lowers a
+  position's score by its rank among the block's masks, a soft left-to-right order.
 * "random" (LLaDA Alg. 4): k masked positions chosen uniformly. Alg. 4 keeps each masked
   position masked with probability s/t (t = current, s = next time); choosing exactly the
   expected number, as LLaDA's code does, keeps NFE fixed.
 * `threshold=tau` (Fast-dLLM): additionally reveal every masked position whose confidence is
   at least tau. Confident steps reveal many bytes, so fewer network evaluations are needed;
-  the k above is kept as a floor, so generation still ends within `steps`.
+  the k above is kept as a floor, so generation still ends within `steps`. `factor=f`
+  (Fast-dLLM's factor rule, `factor_count`) reveals the n surest instead, n as large as
+  (n + 1)(1 - c_n) <= f allows.
+
+Which byte to write at a revealed position (`pick_bytes`): the likeliest (temperature 0), or
+a sample (Gumbel-max at `temperature`, optionally from the nucleus, `top_p`). `remask`
+(ReMDM, arXiv 2503.00307) sends the least sure earlier reveals of a block back to MASK each
+step, and `guidance` (classifier-free guidance) contrasts the prediction with one made
+without the prompt; `forward.StepNetwork` runs the passes, with or without a cache.
 
 All of these options live in one validated `SamplerConfig`; `generate`, `infill`, the CLI and
 the widgets pass it to `denoise`, the loop itself. Every intermediate state is kept in
@@ -55,6 +64,7 @@ __all__ = [
     "TraceStep",
     "before_eos",
     "block_index",
+    "allowed_logits",
     "certainty",
     "choose_reveals",
     "current_block",
@@ -75,6 +85,18 @@ _tok = ByteTokenizer()
 # ---- one step's pieces ----------------------------------------------------------------
 
 
+def allowed_logits(logits: torch.Tensor, eos_ok: torch.Tensor | None = None) -> torch.Tensor:
+    """(B, T, V) float32 logits where only bytes may be chosen, and EOS where the (B, T) bool
+    `eos_ok` says so; every other special id gets -inf. Sampling and ranking both use it,
+    so the probabilities they see are the same ones."""
+    logits = logits.float().clone()
+    eos = logits[..., EOS_ID].clone()
+    logits[..., N_BYTES:] = float("-inf")
+    if eos_ok is not None:
+        logits[..., EOS_ID] = torch.where(eos_ok, eos, float("-inf"))
+    return logits
+
+
 def pick_bytes(
     logits: torch.Tensor,
     temperature: float,
@@ -84,19 +106,16 @@ def pick_bytes(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Predicted bytes and their probabilities from logits (B, T, V) -> (B, T), (B, T).
 
-    Only byte ids are allowed (specials get -inf), and EOS where the (B, T) bool `eos_ok` says
-    so. With temperature > 0 the choice is Gumbel-max: argmax(logits / temperature + g),
+    Only byte ids are allowed, and EOS where `eos_ok` says so (`allowed_logits`). With
+    temperature > 0 the choice is Gumbel-max: argmax(logits / temperature + g),
     g = -log(-log U), drawn in float64 because Gumbel noise rounded to low precision lowers the
     effective temperature (arXiv 2409.02908). `top_p < 1` first drops the unlikely tail
     (Holtzman et al., arXiv 1904.09751): the fewest bytes whose probability adds up to top_p
-    stay, so a sampled byte is never one the model thought almost impossible. The returned
+    stay, so a sampled byte is never one the model thought almost impossible. The nucleus is
+    taken from the model's own distribution (before the temperature), and the returned
     probability is always the model's own (untruncated, untempered) one.
     """
-    logits = logits.float().clone()
-    eos = logits[..., EOS_ID].clone()
-    logits[..., N_BYTES:] = float("-inf")
-    if eos_ok is not None:
-        logits[..., EOS_ID] = torch.where(eos_ok, eos, float("-inf"))
+    logits = allowed_logits(logits, eos_ok)
     probs = logits.softmax(-1)
     if temperature > 0:
         if top_p < 1.0:
@@ -120,24 +139,28 @@ def nucleus(probs: torch.Tensor, top_p: float) -> torch.Tensor:
     return torch.zeros_like(keep_sorted).scatter(-1, order, keep_sorted)
 
 
-def certainty(logits: torch.Tensor, probability: torch.Tensor, measure: str) -> torch.Tensor:
-    """(B, T) how sure the model is at each position, by `measure` (SamplerConfig.confidence).
+def certainty(
+    logits: torch.Tensor,
+    pred: torch.Tensor,
+    measure: str,
+    eos_ok: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """(B, T) how sure the model is of the chosen byte `pred` (B, T) at each position, by
+    `measure` (SamplerConfig.confidence), from the same distribution `pick_bytes` draws from.
 
-    "probability": of the chosen byte (LLaDA). "margin": top-1 minus top-2 probability; a
-    position torn between two bytes scores low even when both are likely (Kim et al.,
-    arXiv 2502.06768). "entropy": minus the entropy of the whole distribution; it also sees
-    how the rest of the mass is spread. A space after a word is a likely byte, but often not
-    a certain one: the measures differ in how far they trust it.
+    "probability": of the chosen byte (LLaDA). "margin": its lead over the likeliest *other*
+    byte: top-1 minus top-2 for a greedy choice, negative when sampling drew a byte that is not
+    the favourite; a position torn between two bytes scores low even when both are likely
+    (Kim et al., arXiv 2502.06768). "entropy": minus the entropy of the whole distribution; it
+    also sees how the rest of the mass is spread. A space after a word is a likely byte, but
+    often not a certain one: the measures differ in how far they trust it.
     """
+    p = allowed_logits(logits, eos_ok).softmax(-1)  # (B, T, V)
+    chosen = p.gather(-1, pred.unsqueeze(-1)).squeeze(-1)
     if measure == "probability":
-        return probability
-    p = logits.float()[..., :N_BYTES].softmax(-1)
+        return chosen
     if measure == "margin":
-        # The chosen byte's lead over the likeliest *other* byte: top-1 minus top-2 for a
-        # greedy choice, negative when sampling picked a byte that is not the favourite.
-        top2 = p.topk(2, dim=-1).values
-        best_other = torch.where(probability >= top2[..., 0], top2[..., 1], top2[..., 0])
-        return probability - best_other
+        return chosen - p.scatter(-1, pred.unsqueeze(-1), 0.0).amax(-1)
     return (p * p.clamp_min(1e-30).log()).sum(-1)  # -H(p) <= 0
 
 
@@ -176,9 +199,10 @@ def choose_reveals(
     config: SamplerConfig,
     generator: torch.Generator,
 ) -> torch.Tensor:
-    """(B, T) bool: the k `active` positions to reveal per row, the surest by `score` or at
-    random (plus, with a threshold, every active position whose guess has probability `conf`
-    at least that high)."""
+    """(B, T) bool: the k `active` positions to reveal per row, the surest by `score` (less
+    `order_bias` per earlier mask) or at random; plus, with a threshold, every active position
+    whose guess has probability `conf` at least that high, or with a factor, the surest
+    `factor_count` of them."""
     if config.strategy == "low_confidence":
         score = score.clone()
         if config.order_bias:  # how many masks of the block lie before each position
@@ -199,14 +223,15 @@ def choose_reveals(
 
 def factor_count(conf: torch.Tensor, active: torch.Tensor, factor: float) -> torch.Tensor:
     """(B,) Fast-dLLM's factor rule (arXiv 2505.22618, Sec. 3.3): with the active positions'
-    confidences sorted, c_1 >= c_2 >= ..., the largest n with (n + 1)(1 - c_n) < factor.
-    If every one of n revealed guesses is wrong with probability below 1 - c_n, a union bound
-    keeps the chance that the parallel step goes wrong below about (n + 1)(1 - c_n); the left
-    side grows with n, so the first failure ends the count."""
+    confidences sorted, c_1 >= c_2 >= ..., the largest n with (n + 1)(1 - c_n) <= factor.
+    Each of n guesses revealed together is wrong with probability at most 1 - c_n, so by a
+    union bound the step goes wrong with probability at most n(1 - c_n); the paper's factor
+    n + 1 makes the rule a little stricter. The left side grows with n (c_n falls), so the
+    count is the length of the run of n that pass."""
     c = torch.where(active, conf, torch.zeros_like(conf)).sort(1, descending=True).values
     n = torch.arange(1, c.shape[1] + 1, device=c.device)
-    ok = ((n + 1) * (1 - c) < factor) & (c > 0)
-    return ok.long().cumprod(1).sum(1)
+    ok = ((n + 1) * (1 - c) <= factor) & (c > 0)
+    return ok.long().cumprod(1).sum(1)  # the passing run from n = 1 (it is a prefix anyway)
 
 
 # ---- the loop ---------------------------------------------------------------------------
@@ -263,7 +288,7 @@ def denoise(
             active = masked & (block_of == block[:, None])
             logits = network(ids, block_of == block[:, None])
             pred, conf = pick_bytes(logits, config.temperature, gen, eos_ok, config.top_p)
-            score = certainty(logits, conf, config.confidence)
+            score = certainty(logits, pred, config.confidence, eos_ok)
             k = reveal_count(active.sum(1), per_block - used)
             reveal = choose_reveals(score, conf, active, k, config, gen)
             ids = torch.where(reveal, pred, ids)
@@ -276,7 +301,10 @@ def denoise(
                 ids = remask_least_sure(ids, sure, earlier, config.remask, per_block - used > 1)
             used += live.long()
             nfe += live.long().cpu() * network.passes
-            _record(traces, live, ids, pred, torch.where(masked, conf, float("nan")), reveal)
+            # Under a cache only the block was computed: elsewhere there is no guess to show.
+            guessed = masked & (block_of == block[:, None]) if network.cached else masked
+            shown = torch.where(guessed | ~masked, pred, MASK_ID)
+            _record(traces, live, ids, shown, torch.where(guessed, conf, float("nan")), reveal)
             if callback is not None:
                 callback(int(nfe[0]), traces[0][-1])
     return [Generation(ids[b].cpu(), fill[b].cpu(), int(nfe[b]), traces[b]) for b in range(B)]

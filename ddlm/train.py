@@ -69,7 +69,7 @@ class Trainer:
         self.cfg, self.progress = train, progress
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.callbacks = list(callbacks or [])
-        self._stop_requested = False
+        self._stop_requested, self._stop_at = False, None
         self.world = distributed.setup(resolve_device(train.device))
         self.device, self.is_main = self.world.device, self.world.is_main
         self.amp_dtype = resolve_amp(train.amp, self.device)
@@ -126,12 +126,13 @@ class Trainer:
             return {"step": self.step, "status": "already-complete"}
         if stop_after is not None and stop_after <= self.step:
             raise ValueError(f"stop_after={stop_after} is not after the run's step {self.step}")
+        self._stop_requested, self._stop_at = False, stop_after
         self._write_configs()
         show = self.progress and self.is_main
         bar = tqdm(total=cfg.steps, initial=self.step, disable=not show, desc="train")
         meter, last, status = _Meter(), {}, "complete"
         try:
-            while self.step < cfg.steps and not self._stop_requested:
+            while self.step < min(cfg.steps, stop_after or cfg.steps) and not self._stop_requested:
                 t0 = time.perf_counter()
                 loss, tokens = self.train_step()
                 self.elapsed += time.perf_counter() - t0
@@ -139,8 +140,6 @@ class Trainer:
                 self.tokens_seen += tokens
                 meter.add(loss, tokens)
                 bar.update(1)
-                if stop_after is not None and self.step >= stop_after:
-                    self._stop_requested = True  # the record below is then the last one
                 record = self._record(meter)
                 if record is not None:
                     last = self._emit(record)
@@ -149,7 +148,8 @@ class Trainer:
                         bar.write(f"step {self.step}: val_loss {last['val_loss']:.4f}")
                 if cfg.ckpt_every and self.step % cfg.ckpt_every == 0 and self.step < cfg.steps:
                     self.save_checkpoint()
-            status = "interrupted" if self.step < cfg.steps else status
+            if self.step < cfg.steps:
+                status = "stopped" if self.step == stop_after else "interrupted"
         finally:
             bar.close()
         self.save_checkpoint()
@@ -229,7 +229,7 @@ class Trainer:
     def _record(self, meter: _Meter) -> dict | None:
         """The metric record for this step, if one is due (log, eval, or the last step)."""
         cfg, step = self.cfg, self.step
-        last = step == cfg.steps or self._stop_requested
+        last = step in (cfg.steps, self._stop_at) or self._stop_requested
         record = None
         if step % cfg.log_every == 0 or last:
             record = {"step": step, **meter.take(), "lr": lr_at(step - 1, cfg)}

@@ -103,6 +103,14 @@ class TrainConfig:
         for f, ok in checks.items():
             if not ok:
                 raise bad(f, "is out of range (see `ddlm train --help`)")
+        if self.complementary and (
+            self.batch_size % 2 or self.masking != "rate" or self.t_power != 1.0
+        ):
+            raise bad(
+                "complementary",
+                "needs an even batch_size, masking='rate' and t_power=1 (each sequence twice, "
+                "its rates drawn in pairs t and 1 - t)",
+            )
         if self.amp not in AMP_MODES:
             raise bad("amp", f"accepted values are {AMP_MODES}")
         if self.device not in DEVICES:

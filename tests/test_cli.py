@@ -262,6 +262,10 @@ def test_init_from_fine_tunes_given_weights(tmp_path):
     torch.testing.assert_close(grown(ids), small(ids), rtol=0, atol=1e-4)
     with pytest.raises(SystemExit, match="--grow-layers"):
         main(["train", "--out", str(tmp_path / "z"), "--grow-layers", "3"])
+    # The same command with --resume is accepted; another depth is refused by name.
+    assert main(argv + ["--grow-layers", "3", "--resume", "--steps", "2"]) == 0
+    with pytest.raises(SystemExit, match="has 3 blocks"):
+        main(argv + ["--grow-layers", "4", "--resume", "--steps", "3"])
 
 
 # ---- the five behaviours a new user tripped over, each through the real command line ----
@@ -356,7 +360,7 @@ def test_stop_after_ends_a_sitting_and_resume_finishes_the_run(tmp_path, capsys)
     out = tmp_path / "run"
     assert train(out, "--steps", "6", "--stop-after", "2") == 0
     assert read_state(out)["step"] == 2
-    assert "step 2 interrupted" in capsys.readouterr().out
+    assert "step 2 stopped" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="--stop-after 2"):
         train(out, "--steps", "6", "--resume", "--stop-after", "2")
     assert train(out, "--steps", "6", "--resume") == 0

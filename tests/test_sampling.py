@@ -361,7 +361,7 @@ def test_confidence_measures_pick_the_surest_positions(model, measure):
     check_trace(g, "low_confidence")
     logits = model(g.trace[0].ids.long()[None])
     pred, prob = pick_bytes(logits, 0.0, torch.Generator())
-    score = certainty(logits, prob, measure)[0]
+    score = certainty(logits, pred, measure)[0]
     first = g.trace[1].revealed
     masked = g.trace[0].ids == MASK_ID
     assert score[first].min() >= score[masked & ~first].max()
@@ -371,10 +371,10 @@ def test_margin_and_entropy_by_hand():
     logits = torch.full((1, 2, 259), -30.0)
     logits[0, 0, [97, 98]] = torch.tensor([1.0, 1.0])  # torn between two bytes
     logits[0, 1, 97] = 1.0  # sure
-    _, prob = pick_bytes(logits, 0.0, torch.Generator())
-    margin = certainty(logits, prob, "margin")[0]
+    pred, _ = pick_bytes(logits, 0.0, torch.Generator())
+    margin = certainty(logits, pred, "margin")[0]
     torch.testing.assert_close(margin, torch.tensor([0.0, 1.0]), atol=1e-6, rtol=0)
-    entropy = certainty(logits, prob, "entropy")[0]
+    entropy = certainty(logits, pred, "entropy")[0]
     torch.testing.assert_close(entropy, torch.tensor([-math.log(2), 0.0]), atol=1e-6, rtol=0)
 
 
@@ -452,20 +452,24 @@ def test_top_p_never_samples_outside_the_nucleus_and_reports_the_models_probabil
     assert torch.equal(a, b)
     with pytest.raises(ValueError, match="top_p"):
         SamplerConfig(top_p=0.0)
+    with pytest.raises(ValueError, match="temperature > 0"):
+        SamplerConfig(top_p=0.9)  # greedy decoding would ignore it
 
 
 def test_margin_of_a_sampled_byte_that_is_not_the_favourite_is_negative():
     logits = torch.full((1, 1, 259), -30.0)
     logits[0, 0, [97, 98]] = torch.tensor([0.7, 0.3]).log()
-    prob_of_b = torch.tensor([[0.3]])  # sampling chose 'b'
-    margin = certainty(logits, prob_of_b, "margin")
+    margin = certainty(logits, torch.tensor([[98]]), "margin")  # sampling chose 'b'
     torch.testing.assert_close(margin, torch.tensor([[0.3 - 0.7]]), atol=1e-5, rtol=0)
-    torch.testing.assert_close(
-        certainty(logits, torch.tensor([[0.7]]), "margin"),
-        torch.tensor([[0.4]]),
-        atol=1e-5,
-        rtol=0,
-    )
+    greedy = certainty(logits, torch.tensor([[97]]), "margin")
+    torch.testing.assert_close(greedy, torch.tensor([[0.4]]), atol=1e-5, rtol=0)
+    # With EOS allowed, the margin is taken in the same distribution the byte was drawn from.
+    logits[0, 0, EOS_ID] = torch.tensor(0.2).log()  # now 'a' 0.7/1.2, 'b' 0.3/1.2, EOS 0.2/1.2
+    eos_ok = torch.ones(1, 1, dtype=torch.bool)
+    with_eos = certainty(logits, torch.tensor([[97]]), "margin", eos_ok)
+    torch.testing.assert_close(with_eos, torch.tensor([[0.4 / 1.2]]), atol=1e-5, rtol=0)
+    pred, prob = pick_bytes(logits, 0.0, torch.Generator(), eos_ok)
+    torch.testing.assert_close(certainty(logits, pred, "probability", eos_ok), prob)
 
 
 class _Flat(torch.nn.Module):
@@ -523,6 +527,8 @@ def test_remask_revises_the_least_sure_earlier_reveals_and_still_finishes(model)
         assert not (back & ~g.fill).any() and not (back & after.revealed).any()
     with pytest.raises(ValueError, match="remask"):
         SamplerConfig(remask=-1)
+    with pytest.raises(ValueError, match="remask"):
+        SamplerConfig(remask=1, threshold=0.9)
 
 
 def test_remask_least_sure_picks_the_lowest_confidence_candidates():
@@ -534,3 +540,29 @@ def test_remask_least_sure_picks_the_lowest_confidence_candidates():
     out = remask_least_sure(ids, sure, cand, 2, torch.tensor([True, False]))
     assert out[0].tolist() == [1, MASK_ID, MASK_ID, 4, 5]  # 0.2 and 0.5, not the 0.1 excluded
     assert out[1].tolist() == [1, 2, 3, 4, 5]  # a row at its block's last step keeps all
+
+
+class _Counting(torch.nn.Module):
+    """Wraps a model and records how many positions each forward pass runs."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner, self.config, self.widths = inner, inner.config, []
+
+    def forward(self, ids, attention_mask=None, cache=None):
+        self.widths.append(ids.shape[1])
+        return self.inner(ids, attention_mask, cache=cache)
+
+    def new_cache(self, *args, **kwargs):
+        return self.inner.new_cache(*args, **kwargs)
+
+
+@pytest.mark.parametrize("cache", ["prefix", "dual"])
+def test_caches_skip_the_prompt_from_the_first_block_on(model, cache):
+    m = _Counting(model)
+    generate(m, "hello world", 16, steps=8, seed=0, cache=cache)  # one block: the answer
+    assert m.widths == [27] + [16] * 7  # the prompt runs once, then only the answer
+    m.widths.clear()
+    generate(m, "hello world", 16, steps=8, block_length=8, seed=0, cache=cache)
+    rest = 16 if cache == "prefix" else 8  # the dual cache keeps the second block too
+    assert m.widths == [27] + [rest] * 3 + [27] + [8] * 3

@@ -64,14 +64,15 @@ def test_stop_after_splits_a_run_into_sittings_that_end_where_one_run_ends(tmp_p
     )
     straight.fit()
     first = Trainer(model_cfg, cfg(steps=12), small_corpus, out_dir=tmp_path / "b", progress=False)
-    assert first.fit(stop_after=5)["status"] == "interrupted" and first.step == 5
+    assert first.fit(stop_after=5)["status"] == "stopped" and first.step == 5
     second = Trainer(
         model_cfg, cfg(steps=12), small_corpus, out_dir=tmp_path / "b", resume=True, progress=False
     )
     assert second.step == 5
     with pytest.raises(ValueError, match="stop_after"):
         second.fit(stop_after=5)
-    second.fit()
+    assert second.fit(stop_after=8)["status"] == "stopped" and second.step == 8
+    second.fit()  # the same Trainer goes on after a planned stop
     for (k, a), b in zip(straight.model.state_dict().items(), second.model.state_dict().values()):
         assert torch.equal(a, b), k
 
@@ -126,6 +127,10 @@ def test_bad_train_config():
         dict(device="tpu"),
         dict(lr=-1.0),
         dict(val_fraction=1.0),
+        dict(t_power=0.0),
+        dict(complementary=True, batch_size=3),
+        dict(complementary=True, masking="count"),
+        dict(complementary=True, t_power=2.0),
     ):
         with pytest.raises(ValueError, match="TrainConfig"):
             cfg(**bad)
