@@ -142,8 +142,11 @@ PRESETS: dict[str, dict] = {
     "tiny": dict(dim=192, n_layers=6, n_heads=6, kv_latent_dim=64, max_seq_len=1024),
     # ~11 M parameters: a better model for a GPU or a patient CPU.
     "small": dict(dim=384, n_layers=6, n_heads=6, kv_latent_dim=96, max_seq_len=1024),
-    # The original project's configuration.
-    "seed": dict(dim=512, n_layers=8, n_heads=16, kv_latent_dim=128, max_seq_len=768),
+    # The original project's configuration, its FFN width (3 x dim) included, so that speed
+    # and size compare like for like (ddlm's own rule would give 1408).
+    "seed": dict(
+        dim=512, n_layers=8, n_heads=16, kv_latent_dim=128, max_seq_len=768, ffn_hidden=1536
+    ),
 }
 
 
