@@ -302,7 +302,8 @@ def bits_per_byte(
       l is stratified across the samples, so a few samples cover all masking levels.
 
     Both are unbiased for the same bound. Result in bits per byte (nats / ln 2 / L); the
-    standard error comes from the spread of the per-draw estimates. A clean byte is never
+    standard error comes from the spread of each window's draws, which ignores the
+    stratification and so overstates the error (a conservative figure). A clean byte is never
     MASK or PAD, so the model's distribution is read with those two logits at -inf
     (`without_mask_logits`, MDLM's SUBS): a valid model of the bytes, whatever it was
     trained with, and never a looser bound.
@@ -329,9 +330,11 @@ def bits_per_byte(
         for lo in range(0, N, batch_size):
             x0 = windows[lo : lo + batch_size]
             b = len(x0)
-            u = (
-                torch.rand(1, generator=gen) + (s + torch.rand(b, generator=gen)) / n_samples
-            ) % 1.0  # stratified over the draws via s
+            # Each window's s-th draw comes from the s-th of n_samples equal strata of (0, 1),
+            # with its own jitter: the windows' draws are independent of one another (a shared
+            # offset would move a whole batch's masking level together and make the standard
+            # error below several times too small).
+            u = (s + torch.rand(b, generator=gen)) / n_samples  # (b,)
             masked, weight = _draw_masks(u, b, L, prompt_len, estimator, gen)
             xt = torch.where(masked, torch.full_like(x0, MASK_ID), x0)
             logits = without_mask_logits(model(xt.to(device)).float().cpu())

@@ -1,9 +1,10 @@
 """Experiment 5: how many denoising steps?
 
 The original project samples with 64 steps, in random order with the argmax byte. With the shipped `tiny` model we continue
-validation prompts (64 bytes) by 256 bytes with steps in {8, 16, 32, 64, 128, 256}, for both
-remasking strategies (greedy, no threshold) and for random remasking with temperature 0.8,
-and score each setting by
+validation prompts (64 bytes) by 256 bytes with steps in {8, 16, 32, 64, 128, 256}, for
+LLaDA's low-confidence remasking (greedy), the nearest to the original's sampler (random
+order, greedy), random order with temperature 0.8, and ddlm's default sampler, and score each
+setting by
 * the bits per byte that the shipped autoregressive model `tiny-ar` assigns to the
   continuation (lower = reads more like the corpus), and
 * the fraction of distinct byte 4-grams (low = repetitive: the judge alone *rewards* runs
@@ -13,20 +14,35 @@ plus wall time. The corpus's own continuations are scored the same way as a refe
     python experiments/e5_steps.py     # ~15 min on one core
 """
 
+import dataclasses
 import time
 
 import torch
 from common import corpus, mean_sd, parse_args, write_result
 
-from ddlm import generate, load_pretrained
+from ddlm import SamplerConfig, generate, load_pretrained
 from ddlm.ar import continuation_bits_per_byte
 from ddlm.quality import distinct_ngrams
 
 STEPS = (8, 16, 32, 64, 128, 256)
-# (strategy, temperature): both of LLaDA's remasking rules, greedy (greedy random order is the
-# nearest to the original project's sampler, which keeps each mask with probability s/t); and
-# random order with sampling at temperature 0.8.
-SETTINGS = (("low_confidence", 0.0), ("random", 0.0), ("random", 0.8))
+# name -> SamplerConfig fields, each spelled out (so a change of ddlm's defaults cannot change
+# them), plus ddlm's own default sampler as it is when the script runs.
+SETTINGS = {
+    # LLaDA's low-confidence remasking, greedy.
+    "low-confidence, greedy": dict(strategy="low_confidence", confidence="probability"),
+    # The nearest to the original project's sampler: random order, the argmax byte (the
+    # original keeps each mask with probability s/t, a random count with the same mean).
+    "random order, greedy (the original's)": dict(strategy="random"),
+    # Random order, sampling at temperature 0.8.
+    "random order, T=0.8": dict(strategy="random", temperature=0.8),
+    "ddlm's default": None,
+}
+PLAIN = SamplerConfig(confidence="probability", guidance=0.0, temperature=0.0)
+
+
+def config_of(name: str) -> SamplerConfig:
+    over = SETTINGS[name]
+    return SamplerConfig() if over is None else PLAIN.with_options(**over)
 
 
 def main() -> None:
@@ -53,23 +69,18 @@ def main() -> None:
 
     reference = judge_all(truths)
     rows = []
-    for strategy, temperature in SETTINGS:
+    for name in SETTINGS:
+        config = config_of(name)
         for steps in steps_grid:
             t0 = time.perf_counter()
-            gens = generate(
-                model,
-                prompts,
-                length,
-                steps=steps,
-                strategy=strategy,
-                temperature=temperature,
-                seed=0,
-            )
+            gens = generate(model, prompts, length, config, steps=steps, seed=0)
             wall = time.perf_counter() - t0
             conts = [g.ids[g.fill] for g in gens]
             row = {
-                "strategy": strategy,
-                "temperature": temperature,
+                "setting": name,
+                "config": dataclasses.asdict(config.with_options(steps=steps)),
+                "strategy": config.strategy,
+                "temperature": config.temperature,
                 "steps": steps,
                 "seconds_per_sample": wall / len(prompts),
                 "nfe": gens[0].nfe,
@@ -78,7 +89,7 @@ def main() -> None:
             }
             rows.append(row)
             print(
-                f"{strategy:15s} T={temperature} steps {steps:4d}: judge {row['judge_bits_per_byte']['mean']:.3f} "
+                f"{name:38s} steps {steps:4d}: judge {row['judge_bits_per_byte']['mean']:.3f} "
                 f"dist4 {row['distinct_4grams']:.3f} {row['seconds_per_sample']:.2f} s/sample",
                 flush=True,
             )

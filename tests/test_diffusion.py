@@ -134,6 +134,32 @@ def test_bits_per_byte_agrees_with_exact_value(estimator):
     assert r.stderr < (0.05 if estimator == "l" else 0.25)
 
 
+class MaskAware(torch.nn.Module):
+    """Predicts byte 0 the more surely the fewer of its window's bytes are masked: the cost of
+    a masked byte depends on the masking level, as for a real model."""
+
+    def forward(self, ids, attention_mask=None):
+        frac = (ids == MASK_ID).float().mean(1, keepdim=True)  # (B, 1)
+        out = torch.zeros((*ids.shape, 259))
+        out[..., 0] = 6.0 * (1.0 - frac)
+        out[..., 256:] = -1e9
+        return out
+
+
+def test_bits_per_byte_stderr_matches_the_spread_of_repeated_estimates():
+    # Twenty estimates with different seeds must scatter no more than their standard error says
+    # (it is conservative: the draws are stratified, which the error formula does not credit).
+    # A masking level shared by a batch of windows made the scatter ~sqrt(16) = 4 times the
+    # reported error.
+    data = torch.zeros(64 * 48, dtype=torch.uint8)
+    runs = [
+        bits_per_byte(MaskAware(), data, seq_len=64, n_samples=2, seed=k) for k in range(20)
+    ]
+    spread = torch.tensor([r.bits_per_byte for r in runs]).std().item()
+    stderr = sum(r.stderr for r in runs) / len(runs)
+    assert spread < 1.3 * stderr, (spread, stderr)
+
+
 def test_l_estimator_has_lower_variance_than_t():
     # A non-uniform p: with a uniform one every masked byte costs log 256 and the l estimator
     # has no variance at all, which would make this comparison say nothing.
