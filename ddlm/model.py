@@ -237,12 +237,12 @@ class DiffusionLM(nn.Module):
 
     def deepened(self, n_layers: int) -> DiffusionLM:
         """A copy with `n_layers` blocks: the trained blocks in order, with the new ones spread
-        evenly after them (after blocks 0, 2, 4 for 6 -> 9), each starting as the identity (its two output projections,
-        attn.out and ffn.w2, are zero, so it adds nothing to the residual stream until
-        training moves them). The deeper model computes exactly what this one does, and
-        fine-tuning then has more capacity to work with (depth growth as in Gong et al.,
-        "Efficient Training of BERT by Progressively Stacking", ICML 2019, here function-
-        preserving)."""
+        evenly after them (after blocks 0, 2, 4 for 6 -> 9), each starting as the identity
+        (its two output projections, attn.out and ffn.w2, are zero, so it adds nothing to the
+        residual stream until training moves them). The deeper model computes exactly what
+        this one does, and fine-tuning then has more capacity to work with (depth growth as in
+        Gong et al., "Efficient Training of BERT by Progressively Stacking", ICML 2019, here
+        function-preserving)."""
         old = self.config.n_layers
         if not isinstance(n_layers, int) or n_layers <= old:
             raise ValueError(f"n_layers must be an integer above the current {old}, got {n_layers}")

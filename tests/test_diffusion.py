@@ -152,9 +152,7 @@ def test_bits_per_byte_stderr_matches_the_spread_of_repeated_estimates():
     # A masking level shared by a batch of windows made the scatter ~sqrt(16) = 4 times the
     # reported error.
     data = torch.zeros(64 * 48, dtype=torch.uint8)
-    runs = [
-        bits_per_byte(MaskAware(), data, seq_len=64, n_samples=2, seed=k) for k in range(20)
-    ]
+    runs = [bits_per_byte(MaskAware(), data, seq_len=64, n_samples=2, seed=k) for k in range(20)]
     spread = torch.tensor([r.bits_per_byte for r in runs]).std().item()
     stderr = sum(r.stderr for r in runs) / len(runs)
     assert spread < 1.3 * stderr, (spread, stderr)
