@@ -35,9 +35,7 @@ class StepNetwork:
         given: torch.Tensor,
     ):
         self.model, self.refresh = model, config.cache_refresh
-        self.cache = config.cache
-        self.cached = config.cache is not None
-        self.dual = config.cache == "dual"
+        self.cache = config.cache  # None, "prefix" or "dual"
         if attention_mask is not None:
             attention_mask = attention_mask.to(next(model.parameters()).device)
         self.attention_mask = attention_mask
@@ -48,7 +46,7 @@ class StepNetwork:
     def __call__(self, ids: torch.Tensor, in_block: torch.Tensor) -> torch.Tensor:
         if self.guidance:
             return self.guided(ids)
-        if not self.cached:
+        if self.cache is None:
             return self.model(ids, self.attention_mask)  # (B, T, V)
         if ids.shape[0] != 1:
             raise ValueError(
@@ -57,7 +55,8 @@ class StepNetwork:
         # The block's own positions: block_index also files the prompt under block 0.
         where = (in_block[0] & ~self.given[0]).nonzero()
         start = int(where[0, 0])  # first position of the current block
-        end = int(where[-1, 0]) + 1 if self.dual else ids.shape[1]  # the suffix starts there
+        # Where the suffix starts: after the block for the dual cache, else the end.
+        end = int(where[-1, 0]) + 1 if self.cache == "dual" else ids.shape[1]
         if start == 0:  # nothing before the block: no prefix to cache
             return self.model(ids)
         stale = self.layers is None or start != self.start

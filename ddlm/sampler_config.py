@@ -53,7 +53,7 @@ class SamplerConfig:
     factor: float | None = option(
         None,
         "Fast-dLLM's factor rule: also reveal the n surest masks, n the largest count with "
-        "(n + 1)(1 - c_n) < factor (c_n: the n-th highest confidence); None = off",
+        "(n + 1)(1 - c_n) <= factor (c_n: the n-th highest confidence); None = off",
     )
     cache: str | None = option(
         None,

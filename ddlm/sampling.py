@@ -302,7 +302,7 @@ def denoise(
             used += live.long()
             nfe += live.long().cpu() * network.passes
             # Under a cache only the block was computed: elsewhere there is no guess to show.
-            guessed = masked & (block_of == block[:, None]) if network.cached else masked
+            guessed = masked & (block_of == block[:, None]) if network.cache is not None else masked
             shown = torch.where(guessed | ~masked, pred, MASK_ID)
             _record(traces, live, ids, shown, torch.where(guessed, conf, float("nan")), reveal)
             if callback is not None:
