@@ -15,14 +15,23 @@ same text in training) and as many masks as the hole's own tokenization has toke
 oracle count that favours it). Scored on exact holes, greedy decoding.
 
     pip install tokenizers      # (in the `dev` extra)
-    python experiments/e1_tokenizers.py     # one seed, ~15 min on one core
+    python experiments/e1_tokenizers.py --jobs 2     # one seed, ~15 min on 2 cores
 """
 
 import re
 import time
 
 import torch
-from common import corpus, mean_sd, parse_args, recipe, train_run, val_bits, write_result
+from common import (
+    corpus,
+    mean_sd,
+    parse_args,
+    prefetch,
+    recipe,
+    train_run,
+    val_bits,
+    write_result,
+)
 
 from ddlm import infill
 from ddlm.data import chunks
@@ -134,9 +143,33 @@ def main() -> None:
     train_bytes, val_bytes = bytes(train.tolist()), bytes(val.tolist())
     items = hole_items(val_bytes, 8 if s.quick else 150)
     seq_len = recipe(s)["seq_len"]
+    # Every tokenizer first (seconds), so that all the training runs can go out at once.
+    bpes = {}
+    for vocab in VOCABS:
+        t0 = time.perf_counter()
+        bpe = BPE(train_bpe(train_bytes, vocab))
+        tok_seconds = time.perf_counter() - t0
+        train_ids, val_ids = bpe.encode(train_bytes), bpe.encode(val_bytes)
+        ids = torch.cat([train_ids, val_ids])
+        val_fraction = len(val_ids) / len(ids) + 1e-9  # the split falls on the same boundary
+        bpes[f"bpe{vocab}"] = (bpe, tok_seconds, val_ids, ids, val_fraction)
+
+    def task(name: str, seed: int) -> dict:
+        if name == "bytes":
+            return {"model": {}, "train": recipe(s, seed=seed)}
+        bpe, _, _, ids, val_fraction = bpes[name]
+        return {
+            "model": {"vocab_size": bpe.vocab + SPECIALS},
+            "train": recipe(s, seed=seed, val_fraction=val_fraction),
+            "data": ids,
+            "tag": name,
+        }
+
+    prefetch([task(name, seed) for name in ["bytes", *bpes] for seed in s.seeds], s)
+
     results = {"bytes": {"runs": []}}
     for seed in s.seeds:
-        net, rec = train_run({}, recipe(s, seed=seed), s)
+        net, rec = train_run(settings=s, **task("bytes", seed))
         rec["val_bits"] = val_bits(net, val, s, seq_len=seq_len)
         hits = []
         for it in items:
@@ -151,15 +184,8 @@ def main() -> None:
         results["bytes"]["runs"].append(rec)
     results["bytes"]["bytes_per_token"] = 1.0
 
-    for vocab in VOCABS:
-        t0 = time.perf_counter()
-        bpe = BPE(train_bpe(train_bytes, vocab))
-        tok_seconds = time.perf_counter() - t0
-        train_ids, val_ids = bpe.encode(train_bytes), bpe.encode(val_bytes)
-        ids = torch.cat([train_ids, val_ids])
-        val_fraction = len(val_ids) / len(ids) + 1e-9  # the split falls on the same boundary
+    for name, (bpe, tok_seconds, val_ids, _, _) in bpes.items():
         split_hits = sum(bpe.cuts_a_token(it["text"], it["start"], it["end"]) for it in items)
-        name = f"bpe{vocab}"
         results[name] = {
             "vocab": bpe.vocab,
             "bytes_per_token": len(val_bytes) / len(val_ids),
@@ -167,15 +193,9 @@ def main() -> None:
             "runs": [],
         }
         for seed in s.seeds:
-            net, rec = train_run(
-                {"vocab_size": bpe.vocab + SPECIALS},
-                recipe(s, seed=seed, val_fraction=val_fraction),
-                s,
-                data=ids,
-                tag=name,
-            )
+            net, rec = train_run(settings=s, **task(name, seed))
             r = val_bits(net, val_ids, s, seq_len=seq_len)  # bits per *token*
-            windows = chunks(val_ids, seq_len, 8 if s.quick else 64)
+            windows = chunks(val_ids, seq_len, 8 if s.quick else None)  # the ones scored
             n_bytes = sum(bpe.n_bytes(c) for c in windows)
             per_byte = r["bits_per_byte"] * windows.numel() / n_bytes
             rec["val_bits"] = {
