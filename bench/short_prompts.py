@@ -74,6 +74,10 @@ SETTINGS = {
     "margin,guidance2@64": dict(steps=64, confidence="margin", guidance=2.0),
     "blocks64@64": dict(steps=64, block_length=64),
     # ReMDM-style revision: one earlier reveal sent back to MASK per step.
+    "pmi@64": dict(steps=64, confidence="pmi"),
+    "pmi": dict(confidence="pmi"),
+    "pmi,blocks32@64": dict(steps=64, confidence="pmi", block_length=32),
+    "pmi,guidance1@64": dict(steps=64, confidence="pmi", guidance=1.0),
     "remask1@64": dict(steps=64, remask=1),
     "margin,remask1@64": dict(steps=64, confidence="margin", remask=1),
     "margin,guidance1,remask1@64": dict(steps=64, confidence="margin", guidance=1.0, remask=1),

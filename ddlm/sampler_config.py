@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from .configs import option
 
 STRATEGIES = ("low_confidence", "random")
-CONFIDENCES = ("probability", "margin", "entropy")
+CONFIDENCES = ("probability", "margin", "entropy", "pmi")
 CACHES = (None, "prefix", "dual")
 
 
@@ -30,7 +30,9 @@ class SamplerConfig:
     confidence: str = option(
         "probability",
         "how sure a guess is, for low_confidence: its probability, the margin over the "
-        "runner-up, or the negative entropy of the distribution",
+        "runner-up, the negative entropy of the distribution, or 'pmi': its log-probability "
+        "less the log-probability the model gives that byte with every byte masked (what "
+        "the context adds; common bytes such as spaces no longer go first)",
         choices=CONFIDENCES,
     )
     block_length: int | None = option(

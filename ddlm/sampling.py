@@ -16,7 +16,8 @@ reveals k = ceil(m / r). Over N steps this is LLaDA's even split: m = 10, N = 4 
 
 Which to reveal (`choose_reveals`, by `SamplerConfig.strategy`):
 * "low_confidence" (LLaDA Alg. 5): the k masked positions whose predicted byte has the
-  highest probability (or margin, or negative entropy: `confidence`). Uncertain positions
+  highest probability (or margin, negative entropy, or pointwise mutual information with the
+  context: `confidence`). Uncertain positions
   stay masked and are predicted again later, with more context. `order_bias` lowers a
   position's score by its rank among the block's masks, a soft left-to-right order.
 * "random" (LLaDA Alg. 4): k masked positions chosen uniformly. Alg. 4 keeps each masked
@@ -144,6 +145,7 @@ def certainty(
     pred: torch.Tensor,
     measure: str,
     eos_ok: torch.Tensor | None = None,
+    prior: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """(B, T) how sure the model is of the chosen byte `pred` (B, T) at each position, by
     `measure` (SamplerConfig.confidence), from the same distribution `pick_bytes` draws from.
@@ -154,6 +156,12 @@ def certainty(
     (Kim et al., arXiv 2502.06768). "entropy": minus the entropy of the whole distribution; it
     also sees how the rest of the mass is spread. A space after a word is a likely byte, but
     often not a certain one: the measures differ in how far they trust it.
+
+    "pmi": log p(byte | context) - log p(byte | nothing), with `prior` (V,) the log-probabilities
+    of `byte_prior`: how much the unmasked text raised the byte's probability. A weak model is
+    surest of the bytes that are common everywhere (spaces, "e"), and revealing those first is
+    how a canvas fills with spaces; this measure ranks first the bytes the context decides
+    ("n" after "retur"), the ones a reader would write first too.
     """
     p = allowed_logits(logits, eos_ok).softmax(-1)  # (B, T, V)
     chosen = p.gather(-1, pred.unsqueeze(-1)).squeeze(-1)
@@ -161,7 +169,24 @@ def certainty(
         return chosen
     if measure == "margin":
         return chosen - p.scatter(-1, pred.unsqueeze(-1), 0.0).amax(-1)
+    if measure == "pmi":
+        if prior is None:
+            raise ValueError('confidence "pmi" needs the prior from byte_prior()')
+        return chosen.clamp_min(1e-30).log() - prior[pred]
     return (p * p.clamp_min(1e-30).log()).sum(-1)  # -H(p) <= 0
+
+
+@torch.no_grad()
+def byte_prior(model, length: int, device: torch.device) -> torch.Tensor:
+    """(V,) log-probabilities of each id when nothing is known: the model's prediction for a
+    row of `length` MASKs, averaged over positions (one network evaluation). For a model
+    trained to the ELBO this is close to the corpus's byte frequencies. EOS stays allowed
+    (a text may end); the other specials, never chosen, get log(1e-30), so that no prior is
+    -inf (which would make a byte the model never expects infinitely informative)."""
+    blank = torch.full((1, length), MASK_ID, dtype=torch.long, device=device)
+    eos_ok = torch.ones(1, length, dtype=torch.bool, device=device)
+    p = allowed_logits(model(blank), eos_ok).softmax(-1).mean(1)[0]  # (V,)
+    return p.clamp_min(1e-30).log()
 
 
 def end_at_eos(ids: torch.Tensor, fill: torch.Tensor) -> torch.Tensor:
@@ -281,6 +306,10 @@ def denoise(
     used = torch.zeros(B, dtype=torch.long, device=device)  # steps spent in the current block
     sure = torch.full(ids.shape, float("inf"), device=device)  # confidence when revealed
     with _eval_mode(model):
+        prior = None
+        if config.confidence == "pmi" and config.strategy == "low_confidence":
+            prior = byte_prior(model, T, device)
+            nfe += 1
         while bool((masked := ids == MASK_ID).any()):
             now = current_block(masked, block_of)
             used = torch.where(now == block, used, torch.zeros_like(used))
@@ -288,7 +317,7 @@ def denoise(
             active = masked & (block_of == block[:, None])
             logits = network(ids, block_of == block[:, None])
             pred, conf = pick_bytes(logits, config.temperature, gen, eos_ok, config.top_p)
-            score = certainty(logits, pred, config.confidence, eos_ok)
+            score = certainty(logits, pred, config.confidence, eos_ok, prior)
             k = reveal_count(active.sum(1), per_block - used)
             reveal = choose_reveals(score, conf, active, k, config, gen)
             ids = torch.where(reveal, pred, ids)

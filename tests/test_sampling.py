@@ -10,6 +10,7 @@ import ddlm
 from ddlm.ar import generate_ar
 from ddlm.sampling import (
     SamplerConfig,
+    byte_prior,
     certainty,
     current_block,
     denoise,
@@ -35,10 +36,11 @@ def ar_model(request):
     return ddlm.DiffusionLM(tiny_config(causal=True, attention=request.param)).eval()
 
 
-def check_trace(g, strategy):
-    """The trace replays to the final ids, and reveals are consistent."""
+def check_trace(g, strategy, extra_passes=0):
+    """The trace replays to the final ids, and reveals are consistent; one entry per step
+    (the start, then one per network evaluation beyond `extra_passes`)."""
     assert torch.equal(g.trace[-1].ids.long(), g.ids)
-    assert len(g.trace) == g.nfe + 1
+    assert len(g.trace) == g.nfe - extra_passes + 1
     assert (g.trace[0].ids[g.fill] == MASK_ID).all()
     for prev, cur in zip(g.trace, g.trace[1:]):
         newly = (prev.ids == MASK_ID) & (cur.ids != MASK_ID)
@@ -355,13 +357,15 @@ def test_a_sequence_stops_at_its_eos_and_min_length_holds_it_off():
         infill(_Scripted(), "a" + MASK_GLYPH, stop_at_eos=True)
 
 
-@pytest.mark.parametrize("measure", ["probability", "margin", "entropy"])
+@pytest.mark.parametrize("measure", ["probability", "margin", "entropy", "pmi"])
 def test_confidence_measures_pick_the_surest_positions(model, measure):
     g = generate(model, "ab", 8, steps=4, seed=0, confidence=measure)
-    check_trace(g, "low_confidence")
+    check_trace(g, "low_confidence", extra_passes=int(measure == "pmi"))
+    assert g.nfe == 4 + (measure == "pmi")  # the prior costs one network evaluation
     logits = model(g.trace[0].ids.long()[None])
     pred, prob = pick_bytes(logits, 0.0, torch.Generator())
-    score = certainty(logits, pred, measure)[0]
+    prior = byte_prior(model, logits.shape[1], torch.device("cpu"))
+    score = certainty(logits, pred, measure, prior=prior)[0]
     first = g.trace[1].revealed
     masked = g.trace[0].ids == MASK_ID
     assert score[first].min() >= score[masked & ~first].max()
@@ -376,6 +380,29 @@ def test_margin_and_entropy_by_hand():
     torch.testing.assert_close(margin, torch.tensor([0.0, 1.0]), atol=1e-6, rtol=0)
     entropy = certainty(logits, pred, "entropy")[0]
     torch.testing.assert_close(entropy, torch.tensor([-math.log(2), 0.0]), atol=1e-6, rtol=0)
+
+
+def test_pmi_by_hand_ranks_what_the_context_decides_above_what_is_common_anyway():
+    logits = torch.full((1, 2, 259), -30.0)
+    logits[0, 0, [32, 97]] = torch.tensor([math.log(0.9), math.log(0.1)])  # a space, surely
+    logits[0, 1, [110, 97]] = torch.tensor([math.log(0.6), math.log(0.4)])  # "n", fairly
+    prior = torch.full((259,), math.log(1e-3))
+    prior[32], prior[97] = math.log(0.5), math.log(0.1)  # spaces are common everywhere
+    pred, _ = pick_bytes(logits, 0.0, torch.Generator())
+    assert pred[0].tolist() == [32, 110]
+    prob = certainty(logits, pred, "probability")[0]
+    pmi = certainty(logits, pred, "pmi", prior=prior)[0]
+    assert prob[0] > prob[1] and pmi[1] > pmi[0]  # the two orders disagree
+    torch.testing.assert_close(pmi, torch.tensor([math.log(1.8), math.log(600.0)]))
+    with pytest.raises(ValueError, match="prior"):
+        certainty(logits, pred, "pmi")
+
+
+def test_byte_prior_is_a_distribution_over_bytes_and_eos(model):
+    prior = byte_prior(model, 16, torch.device("cpu"))
+    assert prior.shape == (259,)
+    torch.testing.assert_close(prior.exp().sum(), torch.tensor(1.0))
+    assert torch.isfinite(prior).all() and prior[MASK_ID] < math.log(1e-29) < prior[EOS_ID]
 
 
 class _PromptReader(torch.nn.Module):
