@@ -1,0 +1,26 @@
+"""Smoke tests of the benches' building blocks: they run and return what they promise. No
+timing is asserted (the benches print timings; tests only check that they can)."""
+
+import importlib.util
+from pathlib import Path
+
+import torch
+
+BENCH = Path(__file__).resolve().parent.parent / "bench"
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_activation_speed_times_each_activation():
+    bench = _load("activation_speed")
+    threads = torch.get_num_threads()
+    try:
+        med = bench.race(threads=1, repeats=1, batch=2, seq_len=16)
+    finally:
+        torch.set_num_threads(threads)
+    assert sorted(med) == sorted(bench.ACTIVATIONS) and all(t > 0 for t in med.values())
