@@ -253,13 +253,13 @@ class LatentAttention(_AttentionBase):
     def _project(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Queries (B, T, H * (hd + r)) and the down-projection [c_kv ; k_R] of x (B, T, dim).
 
-        Both read the same x, so without a query latent they are one matrix multiply with
-        the two weights stacked (the weights stay two parameters, as checkpoints store them):
-        one pass over x instead of two, and a wider, more efficient matmul."""
+        Two matrix multiplies. Both read the same x, and stacking the two weights into one
+        matmul was tried: on a 2-core CPU it was slower, not faster (the stacked weight is
+        copied every step, and the split outputs are strided views that make the elementwise
+        work after them slower; bench/RESULTS.md, 2026-12-01 sitting 4)."""
         if self.q_latent_dim:
             return self.wq_up(self.q_norm(self.wq_down(x))), self.wkv_down(x)
-        both = F.linear(x, torch.cat((self.wq.weight, self.wkv_down.weight)))
-        return both.split((self.wq.out_features, self.wkv_down.out_features), dim=-1)
+        return self.wq(x), self.wkv_down(x)
 
     def forward(
         self,

@@ -46,7 +46,7 @@ class GatedFFN(nn.Module):
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # w1 and w3 read the same x: one matmul with the two weights stacked (still two
-        # parameters), then split into the gate and the value.
-        gate, value = F.linear(x, torch.cat((self.w1.weight, self.w3.weight))).chunk(2, dim=-1)
-        return self.dropout(self.w2(self.act(gate) * value))
+        # w1 and w3 read the same x, but two matmuls beat one stacked matmul on a CPU: the
+        # halves of a stacked output are strided views, and act(gate) * value runs slower on
+        # them than the stacked matmul saves (bench/RESULTS.md, 2026-12-01 sitting 4).
+        return self.dropout(self.w2(self.act(self.w1(x)) * self.w3(x)))
