@@ -261,8 +261,17 @@ def _loaded(args):
     return config, model, autocast(device, dtype)
 
 
-def _show_step(step: int, state) -> None:
-    print(f"[{step:>3}] {state.text()!r}", flush=True)
+def _step_printer():
+    """A callback that prints each step's text, numbered by step (not by network evaluation:
+    PMI's prior and guidance's second pass are evaluations too; the total is printed after)."""
+    step = 0
+
+    def show(_nfe: int, state) -> None:
+        nonlocal step
+        step += 1
+        print(f"[{step:>3}] {state.text()!r}", flush=True)
+
+    return show
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
@@ -276,7 +285,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
             args.length,
             config,
             seed=args.seed,
-            callback=_show_step if args.show_steps else None,
+            callback=_step_printer() if args.show_steps else None,
         )
     if args.show_steps:
         print(f"--- {g.nfe} network evaluations ---")
@@ -294,7 +303,7 @@ def cmd_infill(args: argparse.Namespace) -> int:
             args.text,
             config,
             seed=args.seed,
-            callback=_show_step if args.show_steps else None,
+            callback=_step_printer() if args.show_steps else None,
         )
     print(g.full_text)
     return 0

@@ -28,11 +28,12 @@ class SamplerConfig:
         choices=STRATEGIES,
     )
     confidence: str = option(
-        "probability",
-        "how sure a guess is, for low_confidence: its probability, the margin over the "
-        "runner-up, the negative entropy of the distribution, or 'pmi': its log-probability "
-        "less the log-probability the model gives that byte with every byte masked (what "
-        "the context adds; common bytes such as spaces no longer go first)",
+        "pmi",
+        "how sure a guess is, for low_confidence: 'pmi' (the default), its log-probability "
+        "less the log-probability the model gives that byte with every byte masked (what the "
+        "context adds, so common bytes such as spaces no longer go first; one extra network "
+        "evaluation), or its probability (LLaDA's), the margin over the runner-up, or the "
+        "negative entropy of the distribution",
         choices=CONFIDENCES,
     )
     block_length: int | None = option(

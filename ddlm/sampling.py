@@ -15,9 +15,11 @@ reveals k = ceil(m / r). Over N steps this is LLaDA's even split: m = 10, N = 4 
 (semi-autoregressive), each block getting steps / n_blocks steps of its own.
 
 Which to reveal (`choose_reveals`, by `SamplerConfig.strategy`):
-* "low_confidence" (LLaDA Alg. 5): the k masked positions whose predicted byte has the
-  highest probability (or margin, negative entropy, or pointwise mutual information with the
-  context: `confidence`). Uncertain positions
+* "low_confidence" (LLaDA Alg. 5): the k masked positions whose predicted byte the context
+  makes most likely, by `confidence`: by default its pointwise mutual information with the
+  context (log-probability less the log-probability with nothing known, `byte_prior`: the
+  measure that collapses least into spaces in `bench/short_prompts.py`), or LLaDA's
+  probability, the margin, the negative entropy. Uncertain positions
   stay masked and are predicted again later, with more context. `order_bias` lowers a
   position's score by its rank among the block's masks, a soft left-to-right order.
 * "random" (LLaDA Alg. 4): k masked positions chosen uniformly. Alg. 4 keeps each masked
@@ -317,7 +319,11 @@ def denoise(
             active = masked & (block_of == block[:, None])
             logits = network(ids, block_of == block[:, None])
             pred, conf = pick_bytes(logits, config.temperature, gen, eos_ok, config.top_p)
-            score = certainty(logits, pred, config.confidence, eos_ok, prior)
+            score = (  # random order draws its own scores
+                certainty(logits, pred, config.confidence, eos_ok, prior)
+                if config.strategy == "low_confidence"
+                else conf
+            )
             k = reveal_count(active.sum(1), per_block - used)
             reveal = choose_reveals(score, conf, active, k, config, gen)
             ids = torch.where(reveal, pred, ids)

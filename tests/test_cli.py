@@ -178,7 +178,9 @@ def test_sample_and_infill_from_shipped_checkpoint(capsys):
         == 0
     )
     out = capsys.readouterr().out
-    assert "[  1]" in out and "\u2588" in out and "4 network evaluations" in out
+    # Four steps, numbered 1-4; five evaluations (the default PMI ranking's prior is one).
+    assert "[  1]" in out and "[  4]" in out and "[  5]" not in out and "\u2588" in out
+    assert "5 network evaluations" in out
     assert main(["infill", "--checkpoint", "tiny", "--text", "The \u2588\u2588\u2588 of"]) == 0
     filled = capsys.readouterr().out.strip()
     assert filled.startswith("The ") and filled.endswith(" of") and "\u2588" not in filled

@@ -36,6 +36,11 @@ def ar_model(request):
     return ddlm.DiffusionLM(tiny_config(causal=True, attention=request.param)).eval()
 
 
+# The mechanism tests below rank by LLaDA's probability, so that every network evaluation is
+# a step; the default, PMI, costs one evaluation more (its prior), tested on its own.
+LLADA = dict(confidence="probability")
+
+
 def check_trace(g, strategy, extra_passes=0):
     """The trace replays to the final ids, and reveals are consistent; one entry per step
     (the start, then one per network evaluation beyond `extra_passes`)."""
@@ -68,11 +73,13 @@ def test_properties(model, prompt, length, data, strategy):
     assert g.ids[: len(prompt)].tolist() == list(prompt)  # prompt untouched
     assert not (g.ids == MASK_ID).any()  # every mask filled
     assert len(g.ids) == len(prompt) + length
+    # The default ranking (PMI) spends one evaluation on its prior; random order needs none.
+    extra = int(strategy == "low_confidence" and SamplerConfig().confidence == "pmi")
     if threshold is None:
-        assert g.nfe == steps
+        assert g.nfe == steps + extra
     else:
-        assert 1 <= g.nfe <= steps
-    check_trace(g, strategy)
+        assert 1 + extra <= g.nfe <= steps + extra
+    check_trace(g, strategy, extra_passes=extra)
 
 
 def test_even_split_schedule(model):
@@ -81,7 +88,7 @@ def test_even_split_schedule(model):
 
 
 def test_blocks_go_left_to_right(model):
-    g = generate(model, "ab", 12, steps=6, block_length=4, seed=0)
+    g = generate(model, "ab", 12, steps=6, block_length=4, seed=0, **LLADA)
     first_reveal = {}
     for i, s in enumerate(g.trace[1:], 1):
         for p in s.revealed.nonzero().flatten().tolist():
@@ -109,7 +116,7 @@ def test_same_seed_same_output(model):
 
 
 def test_threshold_one_at_least_one_per_step(model):
-    g = generate(model, "x", 8, steps=8, threshold=1.0, seed=0)
+    g = generate(model, "x", 8, steps=8, threshold=1.0, seed=0, **LLADA)
     assert g.nfe == 8  # nobody is that confident: one per step
 
 
@@ -126,14 +133,14 @@ def test_threshold_reduces_nfe_on_a_confident_model():
             out[..., 97] = 20.0
             return out
 
-    g = generate(Confident(), "x", 32, steps=32, threshold=0.9, seed=0)
+    g = generate(Confident(), "x", 32, steps=32, threshold=0.9, seed=0, **LLADA)
     assert g.nfe == 1 and g.text == "a" * 32
 
 
 def test_batch_of_prompts_of_different_lengths(model):
-    gens = generate(model, ["a", "hello there"], 8, steps=4, seed=0)
+    gens = generate(model, ["a", "hello there"], 8, steps=4, seed=0, **LLADA)
     assert [len(g.ids) for g in gens] == [9, 19]
-    single = generate(model, "hello there", 8, steps=4, seed=0)
+    single = generate(model, "hello there", 8, steps=4, seed=0, **LLADA)
     torch.testing.assert_close(gens[1].ids, single.ids)
     for g in gens:
         check_trace(g, "low_confidence")
@@ -141,12 +148,12 @@ def test_batch_of_prompts_of_different_lengths(model):
 
 def test_infill_fills_holes_only(model):
     text = "ab" + MASK_GLYPH * 3 + "cd" + MASK_GLYPH
-    g = infill(model, text, seed=0)
+    g = infill(model, text, seed=0, **LLADA)
     assert g.nfe == 4 and MASK_GLYPH not in g.full_text and len(g.text) == 4
     raw = g.ids.tolist()
     assert raw[:2] == [97, 98] and raw[5:7] == [99, 100] and len(raw) == 8
     check_trace(g, "low_confidence")
-    spans = infill(model, "abcdef", spans=[(1, 3)], seed=0)
+    spans = infill(model, "abcdef", spans=[(1, 3)], seed=0, **LLADA)
     assert spans.ids[0] == 97 and spans.ids[3:].tolist() == [100, 101, 102]
 
 
@@ -202,7 +209,9 @@ def test_trace_is_compact(model):
 
 def test_callback_sees_every_step(model):
     seen = []
-    generate(model, "ab", 8, steps=4, seed=0, callback=lambda i, s: seen.append((i, s.text())))
+    generate(
+        model, "ab", 8, steps=4, seed=0, **LLADA, callback=lambda i, s: seen.append((i, s.text()))
+    )
     assert [i for i, _ in seen] == [1, 2, 3, 4]
     assert seen[0][1].count(MASK_GLYPH) == 6 and MASK_GLYPH not in seen[-1][1]
 
@@ -244,7 +253,7 @@ def test_dual_cache_runs_only_the_block_and_matches_the_full_pass_at_a_refresh(m
 )
 @pytest.mark.parametrize("cache", ["prefix", "dual"])
 def test_prefix_cache_fills_everything(model, kw, cache):
-    g = generate(model, "hello world", 16, steps=8, seed=0, cache=cache, **kw)
+    g = generate(model, "hello world", 16, steps=8, seed=0, **LLADA, cache=cache, **kw)
     assert not (g.ids == MASK_ID).any() and g.ids[:11].tolist() == list(b"hello world")
     assert g.nfe <= 8
     check_trace(g, "low_confidence")
@@ -264,7 +273,7 @@ def test_denoising_fills_exactly_the_positions_it_is_given(model):
     fill = torch.zeros(2, 8, dtype=torch.bool)
     fill[0, [0, 3, 7]] = True  # either end and the middle: no prompt/answer split needed
     fill[1, 2:5] = True
-    gens = denoise(model, ids, fill, SamplerConfig(), seed=0)
+    gens = denoise(model, ids, fill, SamplerConfig(**LLADA), seed=0)
     for g, row, f in zip(gens, ids, fill):
         assert torch.equal(g.ids[~f], row[~f]) and not (g.ids == MASK_ID).any()
         assert g.nfe == int(f.sum())  # steps=None: one step per byte to fill
@@ -335,14 +344,14 @@ class _Scripted(torch.nn.Module):
 
 
 def test_a_model_that_always_says_eos_gives_an_empty_continuation():
-    g = generate(_Scripted(), "prompt", 16, seed=0, stop_at_eos=True)
+    g = generate(_Scripted(), "prompt", 16, seed=0, **LLADA, stop_at_eos=True)
     assert g.text == "" and g.full_text == "prompt"
     # Each EOS ends the text where it stands: the steps after it are never spent.
     assert g.nfe < 16 and int(g.trace[1].revealed.sum()) > 1
     assert g.ids[:6].tolist() == list(b"prompt")  # the prompt is never cut
     check_trace(g, "low_confidence")
     # Without stop_at_eos the sampler never writes EOS.
-    assert generate(_Scripted(), "prompt", 16, seed=0).text == "a" * 16
+    assert generate(_Scripted(), "prompt", 16, seed=0, **LLADA).text == "a" * 16
 
 
 def test_a_sequence_stops_at_its_eos_and_min_length_holds_it_off():
@@ -429,9 +438,9 @@ def test_guidance_masks_the_prompt_for_the_unconditional_pass_and_extrapolates()
     # Without guidance 'a' wins (3 > 2.5). With w = 2: a = 3 + 2 (3 - 3) = 3,
     # b = 2.5 + 2 (2.5 - 2) = 3.5, so the prompt's pull decides: 'b'.
     m = _PromptReader()
-    assert generate(m, "xy", 4, seed=0).text == "aaaa"
+    assert generate(m, "xy", 4, seed=0, **LLADA).text == "aaaa"
     m = _PromptReader()
-    g = generate(m, "xy", 4, seed=0, guidance=2.0)
+    g = generate(m, "xy", 4, seed=0, **LLADA, guidance=2.0)
     assert g.text == "bbbb"
     assert g.nfe == 2 * 4  # two passes per step, counted
     both = m.seen[0]  # (2, 6): the sequence, then the copy with the prompt masked
@@ -516,7 +525,7 @@ class _Flat(torch.nn.Module):
 
 
 def test_order_bias_reveals_left_to_right_when_the_model_cannot_tell_positions_apart():
-    g = generate(_Flat(), "ab", 12, steps=6, seed=0, order_bias=0.01)
+    g = generate(_Flat(), "ab", 12, steps=6, seed=0, **LLADA, order_bias=0.01)
     check_trace(g, "low_confidence")
     for step, state in enumerate(g.trace[1:]):
         revealed = state.revealed.nonzero().flatten().tolist()
@@ -535,14 +544,16 @@ def test_factor_rule_counts_by_the_union_bound():
     assert factor_count(conf, active, 0.2).tolist() == [2]
     assert factor_count(conf, active, 0.5).tolist() == [3]
     assert factor_count(conf, active & (conf < 0.96), 0.2).tolist() == [1]  # 0.99 not active
-    g = generate(_Flat(), "ab", 12, steps=12, seed=0, factor=0.5)  # sure everywhere: one step
+    g = generate(
+        _Flat(), "ab", 12, steps=12, seed=0, **LLADA, factor=0.5
+    )  # sure everywhere: one step
     assert g.nfe == 1 and g.text == "a" * 12
     with pytest.raises(ValueError, match="factor"):
         SamplerConfig(factor=0.5, threshold=0.9)
 
 
 def test_remask_revises_the_least_sure_earlier_reveals_and_still_finishes(model):
-    g = generate(model, "hello world", 16, steps=8, seed=0, remask=1)
+    g = generate(model, "hello world", 16, steps=8, seed=0, **LLADA, remask=1)
     assert not (g.ids == MASK_ID).any() and g.nfe == 8
     states = [s.ids for s in g.trace]
     revised = [int(((a != MASK_ID) & (b == MASK_ID)).sum()) for a, b in zip(states[1:], states[2:])]
@@ -587,9 +598,9 @@ class _Counting(torch.nn.Module):
 @pytest.mark.parametrize("cache", ["prefix", "dual"])
 def test_caches_skip_the_prompt_from_the_first_block_on(model, cache):
     m = _Counting(model)
-    generate(m, "hello world", 16, steps=8, seed=0, cache=cache)  # one block: the answer
+    generate(m, "hello world", 16, steps=8, seed=0, **LLADA, cache=cache)  # one block: the answer
     assert m.widths == [27] + [16] * 7  # the prompt runs once, then only the answer
     m.widths.clear()
-    generate(m, "hello world", 16, steps=8, block_length=8, seed=0, cache=cache)
+    generate(m, "hello world", 16, steps=8, block_length=8, seed=0, **LLADA, cache=cache)
     rest = 16 if cache == "prefix" else 8  # the dual cache keeps the second block too
     assert m.widths == [27] + [rest] * 3 + [27] + [8] * 3

@@ -3,7 +3,7 @@ import torch
 from helpers import tiny_config
 
 import ddlm
-from ddlm.sampling import generate
+from ddlm.sampling import SamplerConfig, generate
 from ddlm.tokenizer import MASK_GLYPH
 from ddlm.viz import segments, sequence_html
 from ddlm.widgets import (
@@ -64,10 +64,15 @@ def test_denoising_player_replays_the_trace(model):
 
 def test_sampler_panel_generates_and_shows_a_player(model):
     panel = sampler_panel(model, prompt="hi", length=16, steps=8)
+    assert panel.confidence.value == SamplerConfig().confidence == "pmi"
     g = panel.generate()
-    assert g.nfe == 8 and panel.player is not None
+    assert g.nfe == 8 + 1 and panel.player is not None  # 8 steps and PMI's prior
     assert panel.result.children[0] is panel.player
-    assert "8 network evaluations" in panel.status.value
+    assert "9 network evaluations" in panel.status.value
+    panel.confidence.value = "probability"  # LLaDA's ranking: no prior to compute
+    assert panel.generate().nfe == 8
+    panel.strategy.value = "random"
+    assert panel.confidence.disabled and panel.generate().nfe == 8
     panel.use_threshold.value = True
     panel.threshold.value = 0.05
     g2 = panel.generate()
@@ -122,8 +127,10 @@ def test_sampler_panel_disables_what_does_not_apply_and_counts_steps(model):
     seen = []
     panel.status.observe(lambda ch: seen.append(ch["new"]), "value")
     g = panel.generate()
-    assert g.nfe <= 8 and (g.trace[1].revealed.nonzero() < 2 + 8).all()  # the first block first
-    assert "generating: step 1 / 8" in seen and seen[-1].endswith("network evaluations")
+    assert g.nfe <= 8 + 1 and (g.trace[1].revealed.nonzero() < 2 + 8).all()  # the first block first
+    steps = [m for m in seen if m.startswith("generating: step")]
+    assert steps[1] == "generating: step 1 / 8" and len(steps) == len(g.trace)  # 0, then each
+    assert seen[-1].endswith("network evaluations")
     panel.use_blocks.value = False
     assert panel.block.disabled
     panel.prompt.value = "x\n" * 5
