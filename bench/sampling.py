@@ -49,7 +49,7 @@ from ddlm.ar import continuation_bits_per_byte  # noqa: E402
 from ddlm.data import load_corpus, split  # noqa: E402
 from ddlm.quality import distinct_ngrams  # noqa: E402
 
-BASE = SamplerConfig(block_length=32)  # low confidence by probability, greedy, blocks of 32
+BASE = SamplerConfig(block_length=32, confidence="probability")  # greedy, blocks of 32
 SWEEPS = {
     "steps": [dict(steps=s) for s in (128, 64, 32, 16)],
     "threshold": [dict(steps=128, threshold=t) for t in (0.95, 0.9, 0.8, 0.7, 0.5, 0.3)],
