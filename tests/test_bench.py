@@ -24,3 +24,13 @@ def test_activation_speed_times_each_activation():
     finally:
         torch.set_num_threads(threads)
     assert sorted(med) == sorted(bench.ACTIVATIONS) and all(t > 0 for t in med.values())
+
+
+def test_attention_kernels_agree_and_are_timed():
+    bench = _load("attention_kernels")
+    q, k, v = (torch.randn(1, 2, 8, 4) for _ in range(3))
+    ref = bench.written_out(q, k, v)
+    for fn in (bench.flash, bench.math_kernel):
+        torch.testing.assert_close(fn(q, k, v), ref, rtol=1e-4, atol=1e-5)
+    t = bench.time_kernels((1, 2, 8, 4), torch.float32, repeats=1)
+    assert sorted(t) == sorted(bench.KERNELS) and all(s > 0 for s in t.values())
