@@ -108,7 +108,7 @@ def generate_ar(
     A key/value cache keeps what every earlier position contributes to attention (for MLA,
     its small latent), so each step runs the network on one new byte instead of the whole
     sequence: the baseline every speed comparison is made against. Returns a `Generation`
-    with a trace, so it can sit beside a diffusion sample; `callback(nfe, state)` sees each
+    with a trace, so it can sit beside a diffusion sample; `callback(step, state)` sees each
     step as it is made.
     """
     require_arch(model, True, "generate_ar", "generate or infill")

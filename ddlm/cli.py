@@ -261,17 +261,8 @@ def _loaded(args):
     return config, model, autocast(device, dtype)
 
 
-def _step_printer():
-    """A callback that prints each step's text, numbered by step (not by network evaluation:
-    PMI's prior and guidance's second pass are evaluations too; the total is printed after)."""
-    step = 0
-
-    def show(_nfe: int, state) -> None:
-        nonlocal step
-        step += 1
-        print(f"[{step:>3}] {state.text()!r}", flush=True)
-
-    return show
+def _show_step(step: int, state) -> None:
+    print(f"[{step:>3}] {state.text()!r}", flush=True)
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
@@ -285,7 +276,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
             args.length,
             config,
             seed=args.seed,
-            callback=_step_printer() if args.show_steps else None,
+            callback=_show_step if args.show_steps else None,
         )
     if args.show_steps:
         print(f"--- {g.nfe} network evaluations ---")
@@ -303,7 +294,7 @@ def cmd_infill(args: argparse.Namespace) -> int:
             args.text,
             config,
             seed=args.seed,
-            callback=_step_printer() if args.show_steps else None,
+            callback=_show_step if args.show_steps else None,
         )
     print(g.full_text)
     return 0

@@ -278,8 +278,10 @@ def denoise(
     """Run the reverse process on ids (B, T), generating the positions where `fill` is True.
 
     Whatever `ids` holds at those positions is replaced by MASK first. `attention_mask`
-    (B, T) marks real positions (False = padding). `callback(nfe, state)` is called after
-    every step with the first row's new TraceStep (for live display). Returns one
+    (B, T) marks real positions (False = padding). `callback(step, state)` is called after
+    every step with its number (1, 2, ...; not the network evaluations so far, which PMI's
+    prior and guidance's second pass also count) and the first row's new TraceStep (for
+    live display). Returns one
     Generation per row.
     """
     require_arch(model, False, "denoise", "ddlm.ar.generate_ar")
@@ -341,7 +343,7 @@ def denoise(
             shown = torch.where(guessed | ~masked, pred, MASK_ID)
             _record(traces, live, ids, shown, torch.where(guessed, conf, float("nan")), reveal)
             if callback is not None:
-                callback(int(nfe[0]), traces[0][-1])
+                callback(len(traces[0]) - 1, traces[0][-1])
     return [Generation(ids[b].cpu(), fill[b].cpu(), int(nfe[b]), traces[b]) for b in range(B)]
 
 

@@ -294,11 +294,8 @@ def sampler_panel(model, prompt: str = "The ", length: int = 64, steps: int = 32
                 threshold=c["threshold"].value if c["use_threshold"].value else None,
             )
 
-            done = [0]  # steps, not evaluations: PMI's prior is one evaluation more
-
-            def progress(_nfe, _state):
-                done[0] += 1
-                status.value = f"generating: step {done[0]} / {total}"
+            def progress(step, _state):
+                status.value = f"generating: step {step} / {total}"
 
             g = generate(model, c["prompt"].value, n, config, seed=c["seed"].value,
                          callback=progress)  # fmt: skip
