@@ -92,6 +92,16 @@ SETTINGS = {
     "remask1@64": dict(steps=64, remask=1, **P),
     "margin,remask1@64": dict(steps=64, confidence="margin", remask=1),
     "margin,guidance1,remask1@64": dict(steps=64, confidence="margin", guidance=1.0, remask=1),
+    # PMI ranking of a sampled byte (seeded, so still repeatable): does sampling break the
+    # loops of greedy decoding without inventing words? And at two bytes per step, does a
+    # threshold (reveal every byte at least 90 % likely as well, so that the uncertain ones
+    # get more steps) keep parallel reveals from inventing words?
+    "pmi,T0.5,top_p0.8": dict(confidence="pmi", temperature=0.5, top_p=0.8),
+    "pmi,T1,top_p0.6": dict(confidence="pmi", temperature=1.0, top_p=0.6),
+    "pmi,threshold0.9@64": dict(steps=64, confidence="pmi", threshold=0.9),
+    "pmi,T0.5,top_p0.8,threshold0.9@64": dict(
+        steps=64, confidence="pmi", temperature=0.5, top_p=0.8, threshold=0.9
+    ),
 }
 
 
