@@ -26,7 +26,9 @@ class TrainConfig:
     seq_len: int = option(256, "bytes per training sequence")
     lr: float = option(2e-3, "peak learning rate")
     min_lr_ratio: float = option(0.1, "the cosine decays to lr * min_lr_ratio")
-    warmup_steps: int = option(30, "linear warmup from 0 to lr over this many steps")
+    warmup_steps: int = option(
+        30, "linear warmup over this many steps: step k (from 0) runs at lr * (k + 1) / this"
+    )
     weight_decay: float = option(0.1, "AdamW decoupled weight decay (matrices only)")
     beta1: float = option(0.9, "AdamW first-moment decay")
     beta2: float = option(0.95, "AdamW second-moment decay")
@@ -125,7 +127,8 @@ class TrainConfig:
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
-    """Linear warmup to cfg.lr, then a cosine down to cfg.lr * cfg.min_lr_ratio at the last step."""
+    """Linear warmup to cfg.lr, then a cosine that reaches cfg.lr * cfg.min_lr_ratio at step
+    cfg.steps (just after the last step, whose index is cfg.steps - 1)."""
     if step < cfg.warmup_steps:
         return cfg.lr * (step + 1) / cfg.warmup_steps
     progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)

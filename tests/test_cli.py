@@ -345,7 +345,7 @@ def test_sample_and_infill_take_a_device_and_the_prefix_cache():
 def test_help_explains_every_option():
     train_help = " ".join(run_cli("train", "--help").stdout.split())  # undo line wrapping
     assert "width of the residual stream" in train_help  # ModelConfig.dim
-    assert "linear warmup from 0 to lr" in train_help  # TrainConfig.warmup_steps
+    assert "step k (from 0) runs at lr * (k + 1)" in train_help  # TrainConfig.warmup_steps
     sample_help = " ".join(run_cli("sample", "--help").stdout.split())
     assert "network evaluations" in sample_help and "at least this confident" in sample_help
     from ddlm.configs import field_help
