@@ -21,6 +21,10 @@ before.
 
     python bench/short_prompts.py                        # the shipped tiny, the settings below
     python bench/short_prompts.py --checkpoint runs/x --json bench/short_prompts.json
+    python bench/short_prompts.py --seeds 3 --settings "pmi,T1,top_p0.5"   # a sampled setting
+
+With --seeds N every prompt is decoded N times (seeds 0..N-1) and the measures are pooled:
+ws>35% then counts over N x 13 continuations.
 """
 
 import argparse
@@ -102,6 +106,19 @@ SETTINGS = {
     "pmi,T0.5,top_p0.8,threshold0.9@64": dict(
         steps=64, confidence="pmi", temperature=0.5, top_p=0.8, threshold=0.9
     ),
+    "pmi,T1,top_p0.5": dict(confidence="pmi", temperature=1.0, top_p=0.5),
+    "pmi,T1,top_p0.5@64": dict(steps=64, confidence="pmi", temperature=1.0, top_p=0.5),
+    # Reveals of one step kept apart (min_gap): neighbours revealed together are drawn
+    # independently, the source of invented words at two bytes per step.
+    "pmi,min_gap1@64": dict(steps=64, confidence="pmi", min_gap=1),
+    "pmi,min_gap2@64": dict(steps=64, confidence="pmi", min_gap=2),
+    "probability,min_gap2@64": dict(steps=64, min_gap=2, **P),
+    "pmi,min_gap2,T0.5,top_p0.8@64": dict(
+        steps=64, confidence="pmi", min_gap=2, temperature=0.5, top_p=0.8
+    ),
+    "pmi,min_gap2,T1,top_p0.5@64": dict(
+        steps=64, confidence="pmi", min_gap=2, temperature=1.0, top_p=0.5
+    ),
 }
 
 
@@ -155,6 +172,13 @@ def main() -> None:
     p.add_argument("--show", type=int, default=3, help="print this many samples per setting")
     p.add_argument("--json", default=None, help="also write the results here")
     p.add_argument(
+        "--seeds",
+        type=int,
+        default=1,
+        help="decode every prompt with seeds 0..N-1 and pool the measures (a sampled setting "
+        "differs from seed to seed; greedy ones do not)",
+    )
+    p.add_argument(
         "--held-out",
         action="store_true",
         help="12 other prompts, between the usual ones (no 'The assert statement')",
@@ -168,7 +192,8 @@ def main() -> None:
         prompts = ["The assert statement", *short_prompts(val.numpy().tobytes())]
     vocabulary = set(WORD.findall(corpus.numpy().tobytes()))
     model, judge = load_pretrained(a.checkpoint), load_pretrained("tiny-ar")
-    print(f"{a.checkpoint}: {len(prompts)} prompts, {a.length} bytes each, seed 0")
+    seeds = "seed 0" if a.seeds == 1 else f"seeds 0-{a.seeds - 1}, pooled"
+    print(f"{a.checkpoint}: {len(prompts)} prompts, {a.length} bytes each, {seeds}")
     print(
         f"{'setting':24} {'ws>35%':>7} {'known':>6} {'dist4':>6} {'judge':>6} {'s/prompt':>8} "
         f"{'ended':>6}"
@@ -177,15 +202,20 @@ def main() -> None:
     for name in a.settings:
         config = SamplerConfig(**SETTINGS[name])
         t0 = time.perf_counter()
-        gens = generate(model, prompts, a.length, config, seed=0)
-        wall = (time.perf_counter() - t0) / len(prompts)
-        r = {**measure(gens, prompts, vocabulary, judge), "s_per_prompt": wall}
-        r["samples"] = {pr: g.text for pr, g in zip(prompts, gens)}
+        gens = [
+            g
+            for seed in range(a.seeds)
+            for g in generate(model, prompts, a.length, config, seed=seed)
+        ]
+        wall = (time.perf_counter() - t0) / len(gens)
+        n = len(gens)
+        r = {**measure(gens, prompts * a.seeds, vocabulary, judge), "s_per_prompt": wall}
+        r["samples"] = {pr: g.text for pr, g in zip(prompts, gens)}  # seed 0's
         rows[name] = r
         print(
-            f"{name:24} {r['over_35pct_ws']:>4}/{len(prompts)} {r['known_words']:>6.3f} "
+            f"{name:24} {r['over_35pct_ws']:>4}/{n} {r['known_words']:>6.3f} "
             f"{r['distinct4']:>6.3f} {r['judge_bits']:>6.3f} {wall:>8.2f} "
-            f"{r['ended_early']:>3}/{len(prompts)}"
+            f"{r['ended_early']:>3}/{n}"
         )
         for pr, g in list(zip(prompts, gens))[: a.show]:
             print(f"    {pr!r} -> {g.text[:100]!r}")
@@ -193,6 +223,7 @@ def main() -> None:
         out = {
             "command": "python " + " ".join(sys.argv),
             "checkpoint": a.checkpoint,
+            "seeds": a.seeds,
             "prompts": prompts,
             "machine": {
                 "cpu": platform.processor() or platform.machine(),

@@ -50,6 +50,12 @@ class SamplerConfig:
         "low_confidence: lower each mask's score by this much per mask before it in its "
         "block, a soft left-to-right order (PC-Sampler, arXiv 2508.13021); 0 = off",
     )
+    min_gap: int = option(
+        0,
+        "keep at least this many positions between bytes revealed in the same step, while "
+        "enough masks remain (the surest first, then the surest far enough from those): "
+        "neighbours revealed together are drawn independently and need not agree; 0 = off",
+    )
     threshold: float | None = option(
         None, "also reveal every mask at least this confident (Fast-dLLM); None = off"
     )
@@ -113,6 +119,8 @@ class SamplerConfig:
             raise bad("order_bias", "must be >= 0 (0 = no positional preference)")
         if self.order_bias and self.strategy != "low_confidence":
             raise bad("order_bias", "ranks low_confidence scores; random order has none")
+        if not isinstance(self.min_gap, int) or self.min_gap < 0:
+            raise bad("min_gap", "must be a non-negative integer (0 = off)")
         if self.confidence not in CONFIDENCES:
             raise bad("confidence", f"choose one of {CONFIDENCES}")
         if not isinstance(self.remask, int) or self.remask < 0:

@@ -21,7 +21,9 @@ Which to reveal (`choose_reveals`, by `SamplerConfig.strategy`):
   measure that collapses least into spaces in `bench/short_prompts.py`), or LLaDA's
   probability, the margin, the negative entropy. Uncertain positions
   stay masked and are predicted again later, with more context. `order_bias` lowers a
-  position's score by its rank among the block's masks, a soft left-to-right order.
+  position's score by its rank among the block's masks, a soft left-to-right order;
+  `min_gap` keeps the k of one step apart (`spaced_top_k`), so that no byte is drawn beside a
+  neighbour revealed in the same step.
 * "random" (LLaDA Alg. 4): k masked positions chosen uniformly. Alg. 4 keeps each masked
   position masked with probability s/t (t = current, s = next time); choosing exactly the
   expected number, as LLaDA's code does, keeps NFE fixed.
@@ -227,7 +229,7 @@ def choose_reveals(
     generator: torch.Generator,
 ) -> torch.Tensor:
     """(B, T) bool: the k `active` positions to reveal per row, the surest by `score` (less
-    `order_bias` per earlier mask) or at random; plus, with a threshold, every active position
+    `order_bias` per earlier mask) or at random, spaced by `min_gap` if set; plus, with a threshold, every active position
     whose guess has probability `conf` at least that high, or with a factor, the surest
     `factor_count` of them."""
     if config.strategy == "low_confidence":
@@ -238,14 +240,44 @@ def choose_reveals(
     else:
         score = torch.rand(conf.shape, generator=generator).to(conf.device)
     score[~active] = float("-inf")
-    rank = score.argsort(1, descending=True).argsort(1)
-    reveal = active & (rank < k[:, None])
+    if config.min_gap:
+        reveal = spaced_top_k(score, active, k, config.min_gap)
+    else:
+        rank = score.argsort(1, descending=True).argsort(1)
+        reveal = active & (rank < k[:, None])
     if config.threshold is not None:
         reveal |= active & (conf >= config.threshold)
     if config.factor is not None:
         surest = torch.where(active, conf, float("-inf")).argsort(1, descending=True).argsort(1)
         reveal |= active & (surest < factor_count(conf, active, config.factor)[:, None])
     return reveal
+
+
+def spaced_top_k(
+    score: torch.Tensor, active: torch.Tensor, k: torch.Tensor, gap: int
+) -> torch.Tensor:
+    """(B, T) bool: per row the k best `active` positions by `score`, taken one at a time so
+    that at least `gap` positions lie between any two of them; when too few such positions are
+    left (the end of a block), the best of the rest make up the count.
+
+    Two neighbouring masks revealed in one step are each drawn from their own marginal, as if
+    the other were still unknown (the factorised reverse step of notebook 06): "t" then "e" may
+    each be likely after "th", and "te" not at all. Spacing the reveals lets every byte of a
+    step be drawn with its neighbours either known or left for a later step."""
+    T = score.shape[1]
+    pos = torch.arange(T, device=score.device)
+    picked = torch.zeros_like(active)
+    free = active.clone()
+    for _ in range(int(k.max()) if k.numel() else 0):
+        s = score.masked_fill(~free, float("-inf"))
+        best = s.argmax(1)  # (B,)
+        take = (picked.sum(1) < k) & torch.isfinite(s.gather(1, best[:, None]).squeeze(1))
+        picked |= take[:, None] & (pos[None, :] == best[:, None])
+        free &= ~(take[:, None] & ((pos[None, :] - best[:, None]).abs() <= gap))
+    short = k - picked.sum(1)  # rows that ran out of spaced positions
+    rest = score.masked_fill(picked | ~active, float("-inf"))
+    rank = rest.argsort(1, descending=True).argsort(1)
+    return picked | (active & ~picked & (rank < short[:, None]))
 
 
 def factor_count(conf: torch.Tensor, active: torch.Tensor, factor: float) -> torch.Tensor:

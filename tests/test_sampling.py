@@ -604,3 +604,33 @@ def test_caches_skip_the_prompt_from_the_first_block_on(model, cache):
     generate(m, "hello world", 16, steps=8, block_length=8, seed=0, **LLADA, cache=cache)
     rest = 16 if cache == "prefix" else 8  # the dual cache keeps the second block too
     assert m.widths == [27] + [rest] * 3 + [27] + [8] * 3
+
+
+def test_spaced_top_k_keeps_same_step_reveals_apart_and_makes_up_the_count():
+    from ddlm.sampling import spaced_top_k
+
+    score = torch.tensor([[0.9, 0.8, 0.1, 0.7, 0.6, 0.5]])
+    active = torch.ones(1, 6, dtype=torch.bool)
+    two = torch.tensor([2])
+    # Plain top-2 would take the neighbours 0 and 1; with a gap of 1, 0 and the best of 2..5.
+    assert spaced_top_k(score, active, two, 1).nonzero()[:, 1].tolist() == [0, 3]
+    assert spaced_top_k(score, active, two, 2).nonzero()[:, 1].tolist() == [0, 3]
+    assert spaced_top_k(score, active, two, 3).nonzero()[:, 1].tolist() == [0, 4]
+    # Too few positions far enough apart: the best of the rest make up the count.
+    assert spaced_top_k(score, active, torch.tensor([3]), 5).nonzero()[:, 1].tolist() == [0, 1, 3]
+    # Rows are independent, and never take an inactive position.
+    active2 = torch.tensor([[True] * 6, [False, True, True, True, False, False]])
+    got = spaced_top_k(score.expand(2, 6), active2, torch.tensor([2, 3]), 1)
+    assert got[0].nonzero().flatten().tolist() == [0, 3]
+    assert got[1].nonzero().flatten().tolist() == [1, 2, 3]
+
+
+def test_min_gap_reveals_no_neighbours_in_one_step():
+    g = generate(_Flat(), "ab", 12, steps=4, seed=0, **LLADA, order_bias=0.01, min_gap=1)
+    check_trace(g, "low_confidence")
+    for state in g.trace[1:-1]:  # the last step takes whatever is left
+        revealed = state.revealed.nonzero().flatten()
+        assert len(revealed) == 3 and bool((revealed.diff() > 1).all())
+    assert g.trace[1].revealed.nonzero().flatten().tolist() == [2, 4, 6]  # leftmost, spaced
+    with pytest.raises(ValueError, match="min_gap"):
+        SamplerConfig(min_gap=-1)
