@@ -229,9 +229,9 @@ def choose_reveals(
     generator: torch.Generator,
 ) -> torch.Tensor:
     """(B, T) bool: the k `active` positions to reveal per row, the surest by `score` (less
-    `order_bias` per earlier mask) or at random, spaced by `min_gap` if set; plus, with a threshold, every active position
-    whose guess has probability `conf` at least that high, or with a factor, the surest
-    `factor_count` of them."""
+    `order_bias` per earlier mask) or at random, spaced by `min_gap` if set; plus, with a
+    threshold, every active position whose guess has probability `conf` at least that high,
+    or with a factor, the surest `factor_count` of them."""
     if config.strategy == "low_confidence":
         score = score.clone()
         if config.order_bias:  # how many masks of the block lie before each position

@@ -219,3 +219,15 @@ def test_a_widget_without_a_kernel_says_what_it_is(model):
     import ipywidgets as W
 
     assert all(isinstance(w, W.DOMWidget) for w in widgets)  # still real widgets
+
+
+def test_filmstrip_png_is_a_picture_of_the_chosen_steps(model):
+    from ddlm.widgets import filmstrip_png
+
+    g = generate(model, "ab", 12, steps=6, seed=0)
+    png = filmstrip_png(g)
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    one, four = filmstrip_png(g, steps=[3]), filmstrip_png(g, steps=[0, 2, 4, 6])
+    assert one[:8] == four[:8] == b"\x89PNG\r\n\x1a\n" and len(four) > len(one)
+    with pytest.raises(ValueError, match="steps"):
+        filmstrip_png(g, steps=[7])
