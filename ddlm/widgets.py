@@ -166,6 +166,74 @@ def masking_explorer(text: str, t: float = 0.3, seed: int = 0, model=None) -> W.
     return box
 
 
+def masking_stills_png(
+    text: str, ts=(0.1, 0.5, 0.9), seed: int = 0, model=None, width: int = 64, dpi: int = 90
+) -> bytes:
+    """`masking_stills_html` as a PNG picture, for static viewers that strip HTML's colours.
+
+    Per t: the masked text (`█` for a mask) and, with a `model`, a second row of its guesses
+    under the masks, tinted by confidence (red unsure, green sure), wrong ones in red with a
+    line through them; the known bytes grey."""
+    import colorsys
+    import io
+
+    from matplotlib.figure import Figure  # no pyplot: no global backend state
+
+    x0 = _tok.encode(text)[None]
+    n = x0.shape[1]
+    rows = -(-n // width)
+    lines = 2 if model is not None else 1
+
+    def tint(c: float) -> tuple:
+        return colorsys.hls_to_rgb(120 * min(max(c, 0.0), 1.0) / 360, 0.8, 0.75)
+
+    fig = Figure(figsize=(width * 0.085 + 0.2, len(ts) * (lines * rows * 0.2 + 0.45)), dpi=dpi)
+    axes = fig.subplots(len(ts), 1, squeeze=False)[:, 0]
+    for ax, t in zip(axes, ts):
+        xt, masked = mask_tokens(x0, t, torch.Generator().manual_seed(seed))
+        title = f"t = {t:.2f}: {int(masked.sum())} of {n} bytes masked"
+        if model is not None:
+            predicted, confidence = model_guesses(model, xt)
+            right = int(((predicted == x0) & masked).sum())
+            title += f"; below, the model's guesses ({right} of {int(masked.sum())} right)"
+        ax.set(xlim=(0, width), ylim=(lines * rows, -0.6), xticks=[], yticks=[])
+        for side in ax.spines.values():
+            side.set_visible(False)
+        ax.set_title(title, fontsize=8, loc="left", pad=2)
+        for i in range(n):
+            x, y = i % width, (i // width) * lines
+            hidden, true = bool(masked[0, i]), int(x0[0, i])
+            glyph = MASK_GLYPH if hidden else _glyph(true)
+            ax.text(x + 0.5, y + 0.5, glyph, ha="center", va="center", fontsize=8,
+                    family="monospace", color="#888" if hidden else "#000")  # fmt: skip
+            if model is None:
+                continue
+            if not hidden:
+                ax.text(x + 0.5, y + 1.5, _glyph(true), ha="center", va="center", fontsize=8,
+                        family="monospace", color="#bbb")  # fmt: skip
+                continue
+            guess, c = int(predicted[0, i]), float(confidence[0, i])
+            ax.add_patch(_rect(x, y + 1, tint(c)))
+            ok = guess == true
+            ax.text(x + 0.5, y + 1.5, _glyph(guess), ha="center", va="center", fontsize=8,
+                    family="monospace", color="#000" if ok else "#c00", weight="bold")  # fmt: skip
+            if not ok:
+                ax.plot([x + 0.1, x + 0.9], [y + 1.5, y + 1.5], color="#c00", lw=0.8)
+    fig.tight_layout(pad=0.3, h_pad=0.4)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()
+
+
+def _glyph(byte: int) -> str:
+    """One byte as one visible character: a space as a middle dot, a newline as ↵."""
+    if byte == 32:
+        return "·"
+    if byte == 10:
+        return "↵"
+    return bytes([byte]).decode("utf-8", errors="replace")
+
+
 # ---- the reverse process -------------------------------------------------------------
 
 

@@ -231,3 +231,11 @@ def test_filmstrip_png_is_a_picture_of_the_chosen_steps(model):
     assert one[:8] == four[:8] == b"\x89PNG\r\n\x1a\n" and len(four) > len(one)
     with pytest.raises(ValueError, match="steps"):
         filmstrip_png(g, steps=[7])
+
+
+def test_masking_stills_png_draws_each_t(model):
+    from ddlm.widgets import masking_stills_png
+
+    one = masking_stills_png("hello world", ts=(0.5,), seed=3)
+    three = masking_stills_png("hello world", ts=(0.2, 0.5, 0.9), seed=3, model=model)
+    assert one[:8] == three[:8] == b"\x89PNG\r\n\x1a\n" and len(three) > len(one)
