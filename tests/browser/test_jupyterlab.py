@@ -72,7 +72,7 @@ def lab(tmp_path_factory):
     for name in ("00_overview.ipynb", "08_sampling.ipynb"):
         shutil.copy(ROOT / "notebooks" / name, root / name)  # never touch the committed ones
     (tmp / "bench").mkdir()  # 08 reads the committed short-prompt results from ../bench
-    for name in ("short_prompts.json", "short_prompts_pmi.json", "short_prompts_pmi_held_out.json"):
+    for name in sorted(p.name for p in (ROOT / "bench").glob("short_prompts*.json")):
         shutil.copy(ROOT / "bench" / name, tmp / "bench" / name)
     settings = tmp / "settings" / "@jupyterlab" / "apputils-extension"
     settings.mkdir(parents=True)
