@@ -75,9 +75,18 @@ def confidence_color(c: float, lightness: int = 80) -> str:
     """
     if c is None or math.isnan(c):
         return "transparent"
-    c = min(max(c, 0.0), 1.0)
-    hue = int(120 * c)  # 0 = red, 120 = green
-    return f"hsl({hue}, 75%, {lightness}%)"
+    return f"hsl({_hue(c)}, 75%, {lightness}%)"
+
+
+def confidence_rgb(c: float, lightness: int = 80) -> tuple[float, float, float]:
+    """`confidence_color` as an (r, g, b) triple in [0, 1], for matplotlib pictures."""
+    import colorsys
+
+    return colorsys.hls_to_rgb(_hue(c) / 360, lightness / 100, 0.75)
+
+
+def _hue(c: float) -> int:
+    return int(120 * min(max(c, 0.0), 1.0))  # 0 = red, 120 = green
 
 
 # A revealed space in generated text: a real space (it copies as one) with a faint dot drawn

@@ -29,7 +29,14 @@ import torch
 from .diffusion import mask_tokens
 from .sampling import CONFIDENCES, STRATEGIES, Generation, SamplerConfig, _eval_mode, generate
 from .tokenizer import MASK_GLYPH, MASK_ID, N_BYTES, ByteTokenizer
-from .viz import TEXT_STYLE, confidence_color, confidence_strip_html, legend_html, sequence_html
+from .viz import (
+    TEXT_STYLE,
+    confidence_color,
+    confidence_rgb,
+    confidence_strip_html,
+    legend_html,
+    sequence_html,
+)
 
 _tok = ByteTokenizer()
 
@@ -174,21 +181,10 @@ def masking_stills_png(
     Per t: the masked text (`█` for a mask) and, with a `model`, a second row of its guesses
     under the masks, tinted by confidence (red unsure, green sure), wrong ones in red with a
     line through them; the known bytes grey."""
-    import colorsys
-    import io
-
-    from matplotlib.figure import Figure  # no pyplot: no global backend state
-
     x0 = _tok.encode(text)[None]
     n = x0.shape[1]
-    rows = -(-n // width)
     lines = 2 if model is not None else 1
-
-    def tint(c: float) -> tuple:
-        return colorsys.hls_to_rgb(120 * min(max(c, 0.0), 1.0) / 360, 0.8, 0.75)
-
-    fig = Figure(figsize=(width * 0.085 + 0.2, len(ts) * (lines * rows * 0.2 + 0.45)), dpi=dpi)
-    axes = fig.subplots(len(ts), 1, squeeze=False)[:, 0]
+    fig, axes = _char_grid(len(ts), width, lines * -(-n // width), dpi)
     for ax, t in zip(axes, ts):
         xt, masked = mask_tokens(x0, t, torch.Generator().manual_seed(seed))
         title = f"t = {t:.2f}: {int(masked.sum())} of {n} bytes masked"
@@ -196,42 +192,61 @@ def masking_stills_png(
             predicted, confidence = model_guesses(model, xt)
             right = int(((predicted == x0) & masked).sum())
             title += f"; below, the model's guesses ({right} of {int(masked.sum())} right)"
-        ax.set(xlim=(0, width), ylim=(lines * rows, -0.6), xticks=[], yticks=[])
-        for side in ax.spines.values():
-            side.set_visible(False)
         ax.set_title(title, fontsize=8, loc="left", pad=2)
         for i in range(n):
             x, y = i % width, (i // width) * lines
-            hidden, true = bool(masked[0, i]), int(x0[0, i])
-            glyph = MASK_GLYPH if hidden else _glyph(true)
-            ax.text(x + 0.5, y + 0.5, glyph, ha="center", va="center", fontsize=8,
-                    family="monospace", color="#888" if hidden else "#000")  # fmt: skip
+            hidden, true = bool(masked[0, i]), bytes([int(x0[0, i])]).decode(errors="replace")
+            _cell(ax, x, y, MASK_GLYPH if hidden else true, "#888" if hidden else "#000")
             if model is None:
                 continue
             if not hidden:
-                ax.text(x + 0.5, y + 1.5, _glyph(true), ha="center", va="center", fontsize=8,
-                        family="monospace", color="#bbb")  # fmt: skip
+                _cell(ax, x, y + 1, true, "#bbb")
                 continue
             guess, c = int(predicted[0, i]), float(confidence[0, i])
-            ax.add_patch(_rect(x, y + 1, tint(c)))
-            ok = guess == true
-            ax.text(x + 0.5, y + 1.5, _glyph(guess), ha="center", va="center", fontsize=8,
-                    family="monospace", color="#000" if ok else "#c00", weight="bold")  # fmt: skip
+            ok = guess == int(x0[0, i])
+            ax.add_patch(_rect(x, y + 1, confidence_rgb(c)))
+            _cell(ax, x, y + 1, bytes([guess]).decode(errors="replace"),
+                  "#000" if ok else "#c00", faint_space=False, weight="bold")  # fmt: skip
             if not ok:
                 ax.plot([x + 0.1, x + 0.9], [y + 1.5, y + 1.5], color="#c00", lw=0.8)
-    fig.tight_layout(pad=0.3, h_pad=0.4)
+    return _png(fig)
+
+
+def _char_grid(panels: int, width: int, rows: int, dpi: int):
+    """A figure of `panels` blank panels, each a grid of `width` x `rows` character cells."""
+    from matplotlib.figure import Figure  # no pyplot: no global backend state
+
+    fig = Figure(figsize=(width * 0.085 + 0.2, panels * (rows * 0.2 + 0.42)), dpi=dpi)
+    axes = fig.subplots(panels, 1, squeeze=False)[:, 0]
+    for ax in axes:
+        ax.set(xlim=(0, width), ylim=(rows, -0.6), xticks=[], yticks=[])
+        for side in ax.spines.values():
+            side.set_visible(False)
+    return fig, axes
+
+
+def _cell(ax, x: int, y: int, text: str, color, faint_space: bool = True, **style) -> None:
+    """One character in cell (x, y); a space shows as a dot (faint unless told otherwise),
+    a newline as ↵."""
+    if text == " ":
+        text, color = "·", "#aaa" if faint_space else color
+    ax.text(x + 0.5, y + 0.5, "↵" if text == "\n" else text, ha="center", va="center",
+            fontsize=8, family="monospace", color=color, **style)  # fmt: skip
+
+
+def _rect(x: int, y: int, color):
+    from matplotlib.patches import Rectangle
+
+    return Rectangle((x, y), 1, 1, color=color, lw=0)
+
+
+def _png(fig, pad: float = 0.3) -> bytes:
+    import io
+
+    fig.tight_layout(pad=pad, h_pad=0.4)
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     return buf.getvalue()
-
-
-def _glyph(byte: int) -> str:
-    """One byte as one visible character: a space as a middle dot, a newline as ↵."""
-    if byte == 32:
-        return "·"
-    if byte == 10:
-        return "↵"
-    return bytes([byte]).decode("utf-8", errors="replace")
 
 
 # ---- the reverse process -------------------------------------------------------------
@@ -280,11 +295,6 @@ def filmstrip_png(generation: Generation, steps=None, width: int = 64, dpi: int 
     One panel per step, `width` bytes per row: a mask is `█` coloured by the model's
     confidence in its guess there (red unsure, green sure; grey where no guess was made), a
     byte revealed at this step sits on yellow, a space is a faint dot, a newline `↵`."""
-    import colorsys
-    import io
-
-    from matplotlib.figure import Figure  # no pyplot: no global backend state
-
     from .viz import segments
 
     last = len(generation.trace) - 1
@@ -294,47 +304,23 @@ def filmstrip_png(generation: Generation, steps=None, width: int = 64, dpi: int 
     fill = generation.fill
     first = int(fill.nonzero()[0]) if bool(fill.any()) else 0
     n = int(fill.sum())
-    rows = -(-n // width)
-
-    def rgb(c: float) -> tuple:
-        return colorsys.hls_to_rgb(120 * min(max(c, 0.0), 1.0) / 360, 0.42, 0.75)
-
-    fig = Figure(figsize=(width * 0.085 + 0.2, len(steps) * (rows * 0.2 + 0.4) + 0.1), dpi=dpi)
-    axes = fig.subplots(len(steps), 1, squeeze=False)[:, 0]
+    fig, axes = _char_grid(len(steps), width, -(-n // width), dpi)
     for ax, step in zip(axes, steps):
         state = generation.trace[step]
-        ax.set(xlim=(0, width), ylim=(rows, -0.6), xticks=[], yticks=[])
-        for side in ax.spines.values():
-            side.set_visible(False)
         masked, new = int((state.ids == MASK_ID).sum()), int(state.revealed.sum())
         ax.set_title(f"step {step} / {last}: {masked} masked, {new} revealed at this step",
                      fontsize=8, loc="left", pad=2)  # fmt: skip
         for text, pos in segments(state.ids[first : first + n].long()):
-            i = pos[0]
+            i, p = pos[0], first + pos[0]
             x, y = i % width, i // width
-            p = first + i
             if bool(state.revealed[p]):
                 ax.add_patch(_rect(x, y, "#ffe066"))
-            if text == MASK_GLYPH:
-                c = float(state.confidence[p])
-                ax.text(x + 0.5, y + 0.5, MASK_GLYPH, ha="center", va="center", fontsize=8,
-                        color="#bbb" if math.isnan(c) else rgb(c), family="monospace")  # fmt: skip
-            elif text == " ":
-                ax.plot(x + 0.5, y + 0.5, ".", color="#aaa", ms=1.5)
+            c = float(state.confidence[p])
+            if text != MASK_GLYPH:
+                _cell(ax, x, y, text, "#000")
             else:
-                shown = "↵" if text == "\n" else text
-                ax.text(x + 0.5, y + 0.5, shown, ha="center", va="center", fontsize=8,
-                        family="monospace", color="#000")  # fmt: skip
-    fig.tight_layout(pad=0.3, h_pad=0.4)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    return buf.getvalue()
-
-
-def _rect(x: int, y: int, color: str):
-    from matplotlib.patches import Rectangle
-
-    return Rectangle((x, y), 1, 1, color=color, lw=0)
+                _cell(ax, x, y, text, "#bbb" if math.isnan(c) else confidence_rgb(c, 42))
+    return _png(fig)
 
 
 def denoising_player(
@@ -459,18 +445,13 @@ def sampler_panel(model, prompt: str = "The ", length: int = 64, steps: int = 32
 
 def render_loss_png(records: list[dict]) -> bytes:
     """The loss curve of `records` (Trainer metric dicts) as PNG bytes."""
-    import io
-
     from matplotlib.figure import Figure  # no pyplot: no global backend state
 
     from .viz import plot_losses
 
     fig = Figure(figsize=(6, 3), dpi=80)
     plot_losses(records, ax=fig.subplots())
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    return buf.getvalue()
+    return _png(fig, pad=1.08)  # matplotlib's default padding
 
 
 def loss_plot() -> W.Image:
