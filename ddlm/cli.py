@@ -1,4 +1,4 @@
-"""The command line: `ddlm train | eval | sample | infill` (also `python -m ddlm`).
+"""The command line: `ddlm train | eval | sample | infill | average` (also `python -m ddlm`).
 
 Every ModelConfig and TrainConfig field is an option of `train` (`--n-layers`,
 `--kv-latent-dim`, `--warmup-steps`, ...), with the short aliases `--layers` and `--heads`;
@@ -242,6 +242,21 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---- average ---------------------------------------------------------------------------
+
+
+def cmd_average(args: argparse.Namespace) -> int:
+    from .averaging import save_average
+
+    record = save_average(args.checkpoints, args.out)
+    print(
+        json.dumps(record)
+        if args.json
+        else f"the mean of {len(args.checkpoints)} checkpoints -> {args.out}"
+    )
+    return 0
+
+
 # ---- sample / infill -------------------------------------------------------------------
 
 
@@ -428,6 +443,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     _train_parser(sub)
     _eval_parser(sub)
+    p = sub.add_parser("average", help="the mean of several checkpoints' weights, as one model")
+    p.add_argument("checkpoints", nargs="+", help="run/model directories or shipped names")
+    p.add_argument("--out", required=True, help="the model folder to write (must hold no weights)")
+    p.add_argument("--json", action="store_true", help="print the record written to average.json")
+    p.set_defaults(func=cmd_average)
     p = sub.add_parser("sample", help="generate text after a prompt")
     p.add_argument("--prompt", required=True)
     p.add_argument("--length", type=int, default=128, help="bytes to generate (default: 128)")

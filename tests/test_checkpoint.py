@@ -176,3 +176,59 @@ def test_save_run_keeps_one_step_folder_and_the_pointer_names_it(tmp_path, small
     assert folders == ["step-00000004"]
     assert json.loads((tmp_path / "checkpoint.json").read_text())["folder"] == folders[0]
     assert checkpoint.read_state(tmp_path)["step"] == 4
+
+
+# ---- weight averaging ------------------------------------------------------------------
+
+
+def _saved(tmp_path, name, seed, **config):
+    torch.manual_seed(seed)
+    model = ddlm.DiffusionLM(tiny_config(**config))
+    model.save_pretrained(tmp_path / name)
+    return model
+
+
+def test_average_is_the_elementwise_mean_and_loads_as_a_model(tmp_path):
+    from ddlm.averaging import average_checkpoints
+
+    a, b, c = (_saved(tmp_path, n, s) for n, s in (("a", 0), ("b", 1), ("c", 2)))
+    mean = average_checkpoints([tmp_path / "a", tmp_path / "b", tmp_path / "c"])
+    for name, value in mean.state_dict().items():
+        want = (a.state_dict()[name] + b.state_dict()[name] + c.state_dict()[name]) / 3
+        torch.testing.assert_close(value, want, rtol=1e-6, atol=1e-7)
+    assert not mean.training
+    # The mean of a model with itself is that model, bit for bit.
+    same = average_checkpoints([tmp_path / "a", tmp_path / "a"])
+    for name, value in same.state_dict().items():
+        assert torch.equal(value, a.state_dict()[name]), name
+
+
+def test_average_refuses_one_checkpoint_and_different_models(tmp_path):
+    from ddlm.averaging import average_checkpoints
+
+    _saved(tmp_path, "a", 0)
+    _saved(tmp_path, "wide", 0, dim=48, n_heads=4)
+    with pytest.raises(ValueError, match="at least two"):
+        average_checkpoints([tmp_path / "a"])
+    with pytest.raises(CheckpointError, match="different model config.*'dim': \\(32, 48\\)"):
+        average_checkpoints([tmp_path / "a", tmp_path / "wide"])
+
+
+def test_ddlm_average_writes_a_model_folder_with_its_sources(tmp_path, capsys):
+    from ddlm.cli import main
+    from ddlm.files import sha256_file
+
+    _saved(tmp_path, "a", 0)
+    _saved(tmp_path, "b", 1)
+    out = tmp_path / "mean"
+    assert main(["average", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(out)]) == 0
+    record = json.loads((out / "average.json").read_text())
+    assert [s["weights_sha256"] for s in record["sources"]] == [
+        sha256_file(tmp_path / n / "model.safetensors") for n in ("a", "b")
+    ]
+    assert record["weights_sha256"] == sha256_file(out / "model.safetensors")
+    from_pretrained(out)  # loads
+    # An existing model is never overwritten.
+    capsys.readouterr()
+    assert main(["average", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(out)]) == 1
+    assert "exists" in capsys.readouterr().err

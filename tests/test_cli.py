@@ -151,6 +151,7 @@ def test_help_everywhere(capsys):
         ["eval", "--help"],
         ["sample", "--help"],
         ["infill", "--help"],
+        ["average", "--help"],
     ):
         with pytest.raises(SystemExit) as e:
             main(cmd)
