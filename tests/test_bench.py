@@ -34,3 +34,24 @@ def test_attention_kernels_agree_and_are_timed():
         torch.testing.assert_close(fn(q, k, v), ref, rtol=1e-4, atol=1e-5)
     t = bench.time_kernels((1, 2, 8, 4), torch.float32, repeats=1)
     assert sorted(t) == sorted(bench.KERNELS) and all(s > 0 for s in t.values())
+
+
+def test_short_prompt_bench_records_the_weights_it_measured(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from ddlm.files import sha256_file
+    from ddlm.model import WEIGHTS_NAME, resolve_checkpoint
+
+    out = tmp_path / "sp.json"
+    cmd = [sys.executable, str(BENCH / "short_prompts.py"), "--length", "8", "--settings", "pmi"]
+    subprocess.run([*cmd, "--show", "0", "--json", str(out)], check=True, capture_output=True)
+    result = json.loads(out.read_text())
+    assert result["weights_sha256"] == sha256_file(resolve_checkpoint("tiny") / WEIGHTS_NAME)
+    assert result["judge_weights_sha256"] == sha256_file(
+        resolve_checkpoint("tiny-ar") / WEIGHTS_NAME
+    )
+    row = result["results"]["pmi"]
+    assert len(result["prompts"]) == 13 and 0 <= row["known_words"] <= 1
+    assert set(row["samples"]) == set(result["prompts"])
