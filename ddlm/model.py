@@ -140,7 +140,7 @@ class ModelConfig:
 PRESETS: dict[str, dict] = {
     # ~2.5 M parameters: learns words from the embedded corpus in minutes on 2 CPU cores.
     "tiny": dict(dim=192, n_layers=6, n_heads=6, kv_latent_dim=64, max_seq_len=1024),
-    # ~11 M parameters: a better model for a GPU or a patient CPU.
+    # ~9.7 M parameters: a better model for a GPU or a patient CPU.
     "small": dict(dim=384, n_layers=6, n_heads=6, kv_latent_dim=96, max_seq_len=1024),
     # The original project's configuration, its FFN width (3 x dim) included, so that speed
     # and size compare like for like (ddlm's own rule would give 1408).
