@@ -38,6 +38,7 @@ from .tokenizer import MASK_ID, PAD_ID
 # covering almost the whole [0, 1] interval the ELBO integrates over; we follow LLaDA.
 DEFAULT_MASK_EPS = 1e-3
 MASKINGS = ("rate", "count")  # how many bytes a draw of t masks (see diffusion_loss)
+WEIGHTINGS = ("elbo", "flat")  # how the masked bytes' losses are weighed (see diffusion_loss)
 
 
 def sample_times(
@@ -163,6 +164,7 @@ def diffusion_loss(
     t_power: float = 1.0,
     subs: bool = False,
     complementary: bool = False,
+    weighting: str = "elbo",
 ) -> torch.Tensor:
     """The masked-diffusion training loss (LLaDA Eq. 3), a scalar in nats per byte.
 
@@ -197,9 +199,19 @@ def diffusion_loss(
     masked at rate t and once with exactly the other bytes masked (rate 1 - t), so every
     byte of a sequence is scored once per step (antithetic draws; each copy on its own is
     still a forward-process draw, so the loss is the same bound).
+
+    `weighting="flat"` gives up the bound for a lower-variance objective: the mean
+    cross-entropy over every masked byte of the batch, with no 1/t. Relative to the ELBO it
+    weighs each t by t, so the rare lightly masked sequences, whose few bytes carry weights up
+    to 1/eps, no longer dominate a step's gradient (BERT's and MaskGIT's loss). It is a
+    weighted ELBO (Kingma and Gao, arXiv 2303.00848), not a bound on the likelihood: the
+    value it reports is not bits per byte, so models trained with it are still evaluated with
+    the ELBO (`bits_per_byte`).
     """
     if masking not in MASKINGS:
         raise ValueError(f"masking must be one of {MASKINGS}, got {masking!r}")
+    if weighting not in WEIGHTINGS:
+        raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
     B, T = x0.shape
     if not 0 <= prompt_len < T:
         raise ValueError(f"prompt_len must be in [0, {T}) for sequences of {T}, got {prompt_len}")
@@ -227,6 +239,8 @@ def diffusion_loss(
         logits.transpose(1, 2), x0.clamp_max(logits.shape[-1] - 1), reduction="none"
     )
     ce = torch.where(masked, ce, 0.0)  # unscored positions may be infinite (PAD under SUBS)
+    if weighting == "flat":  # every masked byte of the batch counts the same; no 1/t
+        return ce.sum() / masked.sum().clamp_min(1)
     if t_power != 1.0:  # importance weights of the draw of t (1 for the uniform draw)
         share = share / time_weight(t, eps, t_power)
     weighted = (ce * masked) / share[:, None]  # (B, T)

@@ -222,6 +222,7 @@ class Trainer:
             t_power=cfg.t_power,
             subs=cfg.subs,
             complementary=cfg.complementary and train,
+            weighting=cfg.weighting if train else "elbo",  # validation reports the ELBO
             generator=gen,
             prompt_len=clean_prefix_length(x0.shape[1], cfg.prompt_frac, prefix, gen),
         )

@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass
 
 from .configs import from_dict, option
-from .diffusion import DEFAULT_MASK_EPS, MASKINGS
+from .diffusion import DEFAULT_MASK_EPS, MASKINGS, WEIGHTINGS
 from .precision import AMP_MODES, DEVICES
 
 # Keys of train_config.json that are not options: fields older versions wrote (the trainer
@@ -57,6 +57,13 @@ class TrainConfig:
     complementary: bool = option(
         False,
         "each sequence twice per batch, with complementary masks (half as many sequences)",
+    )
+    weighting: str = option(
+        "elbo",
+        "diffusion loss: 'elbo' weighs a masked byte by 1/t (the bound); 'flat' averages the "
+        "masked bytes' cross-entropy with no 1/t (lower variance, not a bound; val_loss and "
+        "`ddlm eval` stay the ELBO)",
+        choices=WEIGHTINGS,
     )
     random_length_frac: float = option(
         0.0, "fraction of batches cut to a random length (LLaDA uses 0.01)"
@@ -113,6 +120,8 @@ class TrainConfig:
                 "needs an even batch_size, masking='rate' and t_power=1 (each sequence twice, "
                 "its rates drawn in pairs t and 1 - t)",
             )
+        if self.weighting not in WEIGHTINGS:
+            raise bad("weighting", f"accepted values are {WEIGHTINGS}")
         if self.amp not in AMP_MODES:
             raise bad("amp", f"accepted values are {AMP_MODES}")
         if self.device not in DEVICES:

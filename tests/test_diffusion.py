@@ -334,3 +334,34 @@ def test_subs_loss_is_finite_on_a_padded_batch():
     logits = torch.randn(2, 12, 259)
     loss = diffusion_loss(lambda ids, am=None: logits, x0, mask, subs=True)
     assert torch.isfinite(loss)
+
+
+def test_flat_weighting_is_the_mean_over_masked_bytes_with_less_spread_than_the_elbo():
+    # Logits that give every byte the same cross-entropy, log 256: the flat loss is exactly
+    # that, whatever is masked, while the ELBO's 1/t weighting scatters around it.
+    flat_p = torch.full((256,), 1 / 256)
+    data = torch.randint(0, 256, (8, 32), generator=torch.Generator().manual_seed(0))
+    gen = torch.Generator().manual_seed(1)
+    for _ in range(5):
+        loss = diffusion_loss(Uniform(flat_p), data, generator=gen, weighting="flat")
+        torch.testing.assert_close(loss, torch.tensor(math.log(256)))
+    # For a model that ignores context, both estimate its NLL; flat with a smaller spread.
+    g = torch.Generator().manual_seed(3)
+    p = torch.rand(256, generator=g) + 0.1
+    p = p / p.sum()
+    data = torch.randint(0, 256, (16, 32), generator=g)
+    exact = (-p.log()[data]).mean()
+    spreads = {}
+    for weighting in ("elbo", "flat"):
+        gen = torch.Generator().manual_seed(1)
+        losses = torch.stack(
+            [
+                diffusion_loss(Uniform(p), data, generator=gen, weighting=weighting)
+                for _ in range(300)
+            ]
+        )
+        spreads[weighting] = losses.std()
+        assert abs(losses.mean() - exact) < 4 * losses.std() / math.sqrt(len(losses)), weighting
+    assert spreads["flat"] < 0.5 * spreads["elbo"]
+    with pytest.raises(ValueError, match="weighting"):
+        diffusion_loss(Uniform(p), data, weighting="uniform")

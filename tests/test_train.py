@@ -131,6 +131,7 @@ def test_bad_train_config():
         dict(complementary=True, batch_size=3),
         dict(complementary=True, masking="count"),
         dict(complementary=True, t_power=2.0),
+        dict(weighting="bert"),
     ):
         with pytest.raises(ValueError, match="TrainConfig"):
             cfg(**bad)
@@ -302,3 +303,15 @@ def test_a_run_with_eos_trains_on_documents_and_records_them(tmp_path):
     run = json.loads((tmp_path / "run" / "train_config.json").read_text())["run"]
     assert run["corpus_eos"] == 6 and run["corpus_symbols"] == len(corpus)
     assert "corpus_bytes" not in run
+
+
+def test_flat_weighting_trains_and_still_reports_the_elbo(small_corpus):
+    trainers = {
+        w: Trainer(tiny_config(), cfg(steps=2, weighting=w), small_corpus, progress=False)
+        for w in ("elbo", "flat")
+    }
+    trainers["flat"].model.load_state_dict(trainers["elbo"].model.state_dict())
+    # The validation loss is the ELBO whatever the training weighting.
+    assert trainers["flat"].evaluate() == trainers["elbo"].evaluate()
+    out = trainers["flat"].fit()
+    assert out["status"] == "complete" and torch.isfinite(torch.tensor(out["loss"]))
