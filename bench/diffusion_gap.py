@@ -17,6 +17,7 @@ every run sees the same bytes. The printed ratio is diffusion / AR (AR of the sa
 import argparse
 import json
 import platform
+import shlex
 import statistics
 import sys
 import time
@@ -108,7 +109,7 @@ def main() -> None:
         print(f"{name:26} {statistics.fmean(bits):>10.4f}{spread:>16} {ratio:>6.3f}")
     if a.json:
         out = {
-            "command": "python " + " ".join(sys.argv),
+            "command": "python " + shlex.join(sys.argv),
             "machine": {
                 "cpu": platform.processor() or platform.machine(),
                 "torch": torch.__version__,

@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import shlex
 import statistics
 import sys
 import time
@@ -205,7 +206,7 @@ def main() -> None:
     judge = Judge(ar_model, corpus)
     cpu = platform.processor() or platform.machine()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {cpu}")
-    out = {"command": "python " + " ".join(sys.argv), "date": time.strftime("%Y-%m-%d"),
+    out = {"command": "python " + shlex.join(sys.argv), "date": time.strftime("%Y-%m-%d"),
            "machine": {"cpu": cpu, "torch": torch.__version__, "threads": torch.get_num_threads()}}  # fmt: skip
     if a.only in (None, "curves"):
         out["curves"] = curves(model, judge, val, a.prompts)
