@@ -31,6 +31,7 @@ import argparse
 import json
 import platform
 import re
+import shlex
 import statistics
 import sys
 import time
@@ -121,6 +122,18 @@ SETTINGS = {
     "pmi,min_gap2,T1,top_p0.5@64": dict(
         steps=64, confidence="pmi", min_gap=2, temperature=1.0, top_p=0.5
     ),
+    # One config for both step counts: a narrower nucleus, near-greedy where the model is sure
+    # (what a gap needs at two bytes per step), sampled where it is not (what breaks loops at
+    # one byte per step).
+    "pmi,min_gap2,T1,top_p0.3@64": dict(
+        steps=64, confidence="pmi", min_gap=2, temperature=1.0, top_p=0.3
+    ),
+    "pmi,min_gap2,T1,top_p0.3": dict(confidence="pmi", min_gap=2, temperature=1.0, top_p=0.3),
+    "pmi,min_gap2,T1,top_p0.4@64": dict(
+        steps=64, confidence="pmi", min_gap=2, temperature=1.0, top_p=0.4
+    ),
+    "pmi,min_gap2,T1,top_p0.4": dict(confidence="pmi", min_gap=2, temperature=1.0, top_p=0.4),
+    "pmi,min_gap2": dict(confidence="pmi", min_gap=2),
 }
 
 
@@ -223,7 +236,7 @@ def main() -> None:
             print(f"    {pr!r} -> {g.text[:100]!r}")
     if a.json:
         out = {
-            "command": "python " + " ".join(sys.argv),
+            "command": "python " + shlex.join(sys.argv),
             "checkpoint": a.checkpoint,
             # Which weights were measured, so a result left over from older weights is caught.
             "weights_sha256": sha256_file(resolve_checkpoint(a.checkpoint) / WEIGHTS_NAME),
