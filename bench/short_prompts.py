@@ -133,7 +133,6 @@ SETTINGS = {
         steps=64, confidence="pmi", min_gap=2, temperature=1.0, top_p=0.4
     ),
     "pmi,min_gap2,T1,top_p0.4": dict(confidence="pmi", min_gap=2, temperature=1.0, top_p=0.4),
-    "pmi,min_gap2": dict(confidence="pmi", min_gap=2),
 }
 
 

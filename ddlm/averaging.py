@@ -33,19 +33,16 @@ def average_checkpoints(checkpoints: Sequence[str | os.PathLike]) -> DiffusionLM
     their own dtype; any other tensor must be equal in every source. Returned in eval mode."""
     if len(checkpoints) < 2:
         raise ValueError(f"averaging needs at least two checkpoints, got {len(checkpoints)}")
-    models = [DiffusionLM.from_pretrained(c) for c in checkpoints]
+    models = [DiffusionLM.from_pretrained(checkpoints[0])]
     first = models[0].config
-    for c, m in zip(checkpoints[1:], models[1:]):
-        if m.config != first:
-            diff = {
-                k: (v, getattr(m.config, k))
-                for k, v in first.to_dict().items()
-                if getattr(m.config, k) != v
-            }
+    for c in checkpoints[1:]:
+        try:  # the loader compares configs and names the fields that differ
+            models.append(DiffusionLM.from_pretrained(c, config=first))
+        except CheckpointError as e:
             raise CheckpointError(
-                f"{c} has a different model config from {checkpoints[0]}: {diff}; only "
+                f"{c} has a different model config from {checkpoints[0]} ({e}); only "
                 "checkpoints of one model can be averaged"
-            )
+            ) from e
     states = [m.state_dict() for m in models]
     mean: dict[str, torch.Tensor] = {}
     for name, value in states[0].items():
