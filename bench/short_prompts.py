@@ -133,6 +133,17 @@ SETTINGS = {
         steps=64, confidence="pmi", min_gap=2, temperature=1.0, top_p=0.4
     ),
     "pmi,min_gap2,T1,top_p0.4": dict(confidence="pmi", min_gap=2, temperature=1.0, top_p=0.4),
+    # No-repeat runs (no_repeat): greedy decoding, with the byte that would complete a copy of
+    # n bytes banned where it would be revealed. Does it break loops (and runs of spaces)
+    # without the invented words that sampling brings?
+    "pmi,no_repeat8": dict(confidence="pmi", no_repeat=8),
+    "pmi,no_repeat12": dict(confidence="pmi", no_repeat=12),
+    "pmi,no_repeat16": dict(confidence="pmi", no_repeat=16),
+    "pmi,no_repeat8@64": dict(steps=64, confidence="pmi", no_repeat=8),
+    "pmi,no_repeat12@64": dict(steps=64, confidence="pmi", no_repeat=12),
+    "pmi,min_gap2,no_repeat8@64": dict(steps=64, confidence="pmi", min_gap=2, no_repeat=8),
+    "pmi,min_gap2,no_repeat12@64": dict(steps=64, confidence="pmi", min_gap=2, no_repeat=12),
+    "pmi,min_gap2,no_repeat16@64": dict(steps=64, confidence="pmi", min_gap=2, no_repeat=16),
 }
 
 

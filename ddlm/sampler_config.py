@@ -56,6 +56,12 @@ class SamplerConfig:
         "enough masks remain (the surest first, then the surest far enough from those): "
         "neighbours revealed together are drawn independently and need not agree; 0 = off",
     )
+    no_repeat: int = option(
+        0,
+        "never reveal a byte that would complete a run of this many bytes already in the "
+        "text, prompt included (no-repeat n-grams, the classic cure for greedy loops such as "
+        "'the file of the file of'): the reveal is decided again without that byte; 0 = off",
+    )
     threshold: float | None = option(
         None, "also reveal every mask at least this confident (Fast-dLLM); None = off"
     )
@@ -121,6 +127,8 @@ class SamplerConfig:
             raise bad("order_bias", "ranks low_confidence scores; random order has none")
         if not isinstance(self.min_gap, int) or self.min_gap < 0:
             raise bad("min_gap", "must be a non-negative integer (0 = off)")
+        if not isinstance(self.no_repeat, int) or self.no_repeat < 0 or self.no_repeat == 1:
+            raise bad("no_repeat", "must be 0 (off) or a run length of at least 2 bytes")
         if self.confidence not in CONFIDENCES:
             raise bad("confidence", f"choose one of {CONFIDENCES}")
         if not isinstance(self.remask, int) or self.remask < 0:

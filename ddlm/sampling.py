@@ -34,7 +34,9 @@ Which to reveal (`choose_reveals`, by `SamplerConfig.strategy`):
   (n + 1)(1 - c_n) <= f allows.
 
 Which byte to write at a revealed position (`pick_bytes`): the likeliest (temperature 0), or
-a sample (Gumbel-max at `temperature`, optionally from the nucleus, `top_p`). `remask`
+a sample (Gumbel-max at `temperature`, optionally from the nucleus, `top_p`). With
+`no_repeat=n`, a chosen reveal whose byte would complete a run of n bytes the text already
+holds (`repeats`) is banned from that position and the step decided again. `remask`
 (ReMDM, arXiv 2503.00307) sends the least sure earlier reveals of a block back to MASK each
 step, and `guidance` (classifier-free guidance) contrasts the prediction with one made
 without the prompt; `forward.StepNetwork` runs the passes, with or without a cache.
@@ -81,10 +83,12 @@ __all__ = [
     "nucleus",
     "pick_bytes",
     "remask_least_sure",
+    "repeats",
     "reveal_count",
 ]
 
 _tok = ByteTokenizer()
+_REDECIDE = 8  # no_repeat: at most this many decisions per step (a loop is rarely this stubborn)
 
 
 # ---- one step's pieces ----------------------------------------------------------------
@@ -280,6 +284,34 @@ def spaced_top_k(
     return picked | (active & ~picked & (rank < short[:, None]))
 
 
+def repeats(ids: torch.Tensor, pred: torch.Tensor, reveal: torch.Tensor, n: int) -> torch.Tensor:
+    """(B, T) bool: the `reveal` positions whose predicted byte `pred` (B, T) would complete a
+    run of n bytes that the row of `ids` (B, T) already holds, the prompt included.
+
+    A run counts only where all its other n - 1 positions hold revealed bytes (no MASK, PAD or
+    EOS). Greedy decoding of a weak model loops ("the file of the file of"): every byte of a
+    loop is likely given the copy before it. Banning the byte that would complete a copy of n
+    bytes is the no-repeat n-gram rule of left-to-right decoders (Paulus et al., arXiv
+    1705.04304), applied to whichever positions a step reveals. The reveals of one step are
+    checked left to right, each against the text with the earlier ones written in, so that two
+    of them cannot make a copy together."""
+    out = torch.zeros_like(reveal)
+    for b in torch.nonzero(reveal.any(1)).flatten().tolist():
+        row, guess = ids[b].tolist(), pred[b].tolist()
+        starts = range(len(row) - n + 1)
+        seen = {tuple(row[s : s + n]) for s in starts if max(row[s : s + n]) < N_BYTES}
+        for i in torch.nonzero(reveal[b]).flatten().tolist():
+            row[i] = guess[i]
+            new = [tuple(row[s : s + n]) for s in range(max(0, i - n + 1), min(i, starts[-1]) + 1)]
+            new = [r for r in new if max(r) < N_BYTES]
+            if any(r in seen for r in new) or len(set(new)) < len(new):
+                out[b, i] = True
+                row[i] = MASK_ID  # not written: the step decides it again
+            else:
+                seen.update(new)
+    return out
+
+
 def factor_count(conf: torch.Tensor, active: torch.Tensor, factor: float) -> torch.Tensor:
     """(B,) Fast-dLLM's factor rule (arXiv 2505.22618, Sec. 3.3): with the active positions'
     confidences sorted, c_1 >= c_2 >= ..., the largest n with (n + 1)(1 - c_n) <= factor.
@@ -352,14 +384,22 @@ def denoise(
             block, live = now, masked.any(1)
             active = masked & (block_of == block[:, None])
             logits = network(ids, block_of == block[:, None])
-            pred, conf = pick_bytes(logits, config.temperature, gen, eos_ok, config.top_p)
-            score = (  # random order draws its own scores
-                certainty(logits, pred, config.confidence, eos_ok, prior)
-                if config.strategy == "low_confidence"
-                else conf
-            )
             k = reveal_count(active.sum(1), per_block - used)
-            reveal = choose_reveals(score, conf, active, k, config, gen)
+            for _ in range(_REDECIDE if config.no_repeat else 1):
+                pred, conf = pick_bytes(logits, config.temperature, gen, eos_ok, config.top_p)
+                score = (  # random order draws its own scores
+                    certainty(logits, pred, config.confidence, eos_ok, prior)
+                    if config.strategy == "low_confidence"
+                    else conf
+                )
+                reveal = choose_reveals(score, conf, active, k, config, gen)
+                looping = repeats(ids, pred, reveal, config.no_repeat) if config.no_repeat else None
+                if looping is None or not bool(looping.any()):
+                    break
+                # ban each looping byte at its position, then decide the step again
+                ban = torch.zeros_like(logits, dtype=torch.bool)
+                ban.scatter_(-1, pred.unsqueeze(-1), looping.unsqueeze(-1))
+                logits = logits.masked_fill(ban, float("-inf"))
             ids = torch.where(reveal, pred, ids)
             if config.stop_at_eos:
                 ids = end_at_eos(ids, fill)

@@ -55,3 +55,13 @@ def test_short_prompt_bench_records_the_weights_it_measured(tmp_path):
     row = result["results"]["pmi"]
     assert len(result["prompts"]) == 13 and 0 <= row["known_words"] <= 1
     assert set(row["samples"]) == set(result["prompts"])
+
+
+def test_reship_script_parses_and_refuses_an_unknown_step():
+    import subprocess
+
+    script = BENCH.parent / "data" / "checkpoints" / "reship.sh"
+    assert subprocess.run(["bash", "-n", str(script)]).returncode == 0  # it parses
+    done = subprocess.run(["bash", str(script), "nonsense"], capture_output=True, text=True)
+    assert done.returncode == 2
+    assert "steps: eval findings bench samples notebooks gallery" in done.stderr

@@ -634,3 +634,33 @@ def test_min_gap_reveals_no_neighbours_in_one_step():
     assert g.trace[1].revealed.nonzero().flatten().tolist() == [2, 4, 6]  # leftmost, spaced
     with pytest.raises(ValueError, match="min_gap"):
         SamplerConfig(min_gap=-1)
+
+
+def test_repeats_finds_the_reveal_that_would_complete_a_copy():
+    from ddlm.sampling import repeats
+
+    ids = torch.tensor([list(b"abcab") + [MASK_ID, MASK_ID]])
+    reveal = torch.tensor([[False] * 5 + [True, False]])
+    c, d = torch.full((1, 7), ord("c")), torch.full((1, 7), ord("d"))
+    assert repeats(ids, c, reveal, 3).tolist() == [[False] * 5 + [True, False]]  # "abc" again
+    assert not repeats(ids, d, reveal, 3).any()  # "abd" is new
+    assert not repeats(ids, c, reveal, 4).any()  # "babc" is new too
+    # A run with a MASK among its other bytes is not a copy yet.
+    gap = ids.clone()
+    gap[0, 4] = MASK_ID
+    assert not repeats(gap, c, reveal, 3).any()
+    assert not repeats(ids, c, torch.zeros_like(reveal), 3).any()  # only reveals are checked
+
+
+def test_no_repeat_leaves_no_run_twice_in_the_text():
+    looping = generate(_Flat(), "ab", 12, steps=12, seed=0, **LLADA)
+    assert looping.ids[2:].tolist() == [ord("a")] * 12  # the model alone loops
+    for steps in (12, 4):  # one reveal per step, and three (checked one after the other)
+        g = generate(_Flat(), "ab", 12, steps=steps, seed=0, **LLADA, no_repeat=3)
+        check_trace(g, "low_confidence")
+        runs = [tuple(g.ids[s : s + 3].tolist()) for s in range(len(g.ids) - 2)]
+        assert len(set(runs)) == len(runs)  # every 3-byte run occurs once, the prompt's too
+        assert (g.ids[2:] == ord("a")).sum() >= 6  # the model's byte is still used where it may
+    for bad in (1, -1):
+        with pytest.raises(ValueError, match="no_repeat"):
+            SamplerConfig(no_repeat=bad)
