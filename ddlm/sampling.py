@@ -296,6 +296,8 @@ def repeats(ids: torch.Tensor, pred: torch.Tensor, reveal: torch.Tensor, n: int)
     checked left to right, each against the text with the earlier ones written in, so that two
     of them cannot make a copy together."""
     out = torch.zeros_like(reveal)
+    if ids.shape[1] < n:  # too short to hold a run at all
+        return out
     for b in torch.nonzero(reveal.any(1)).flatten().tolist():
         row, guess = ids[b].tolist(), pred[b].tolist()
         starts = range(len(row) - n + 1)

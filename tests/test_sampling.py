@@ -650,6 +650,8 @@ def test_repeats_finds_the_reveal_that_would_complete_a_copy():
     gap[0, 4] = MASK_ID
     assert not repeats(gap, c, reveal, 3).any()
     assert not repeats(ids, c, torch.zeros_like(reveal), 3).any()  # only reveals are checked
+    assert not repeats(ids, c, reveal, 8).any()  # a text shorter than the run holds none
+    assert generate(_Flat(), "ab", 2, steps=2, seed=0, **LLADA, no_repeat=8).text == "aa"
 
 
 def test_no_repeat_leaves_no_run_twice_in_the_text():
