@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Everything that reads the shipped `tiny`, rerun after its weights change (about 80 minutes on
+# Everything that reads the shipped `tiny`, rerun after its weights change (about 110 minutes on
 # two cores). Run from the project root with the virtual environment active, after copying the
 # new weights to data/checkpoints/tiny/model.safetensors:
 #
@@ -7,7 +7,7 @@
 #     bash data/checkpoints/reship.sh notebooks  # from the step named, to the end
 #
 # Steps: eval (the card's two numbers), findings (experiments 5 and 6, in parallel), bench (the
-# short-prompt benches that choose the default sampler), samples (the card's three samples),
+# short-prompt benches that choose the default sampler, and the no-repeat ones notebook 08 reads), samples (the card's three samples),
 # notebooks (every notebook and worked solution that loads a shipped model), gallery (the
 # README's screenshots, from a real browser). A step whose JSON already records the new weights'
 # SHA-256 is skipped, so the script can be rerun after a failure without redoing work; logs go
@@ -84,6 +84,11 @@ if [ "$DO_bench" = 1 ]; then
   bench short_prompts_pmi_held_out --held-out --settings $PMI
   bench short_prompts_gap --seeds 3 --settings $GAP
   bench short_prompts_gap_held_out --held-out --seeds 3 --settings $GAP
+  REP="pmi@64 pmi pmi,min_gap2@64 pmi,no_repeat8 pmi,no_repeat12 pmi,no_repeat16 pmi,no_repeat8@64
+       pmi,no_repeat12@64 pmi,min_gap2,no_repeat8@64 pmi,min_gap2,no_repeat12@64
+       pmi,min_gap2,no_repeat16@64"
+  bench short_prompts_norepeat --settings $REP --show 1
+  bench short_prompts_norepeat_held_out --held-out --settings $REP --show 1
 fi
 
 if [ "$DO_samples" = 1 ]; then
