@@ -51,16 +51,19 @@ class SamplerConfig:
         "block, a soft left-to-right order (PC-Sampler, arXiv 2508.13021); 0 = off",
     )
     min_gap: int = option(
-        0,
+        2,
         "keep at least this many positions between bytes revealed in the same step, while "
         "enough masks remain (the surest first, then the surest far enough from those): "
-        "neighbours revealed together are drawn independently and need not agree; 0 = off",
+        "neighbours revealed together are drawn independently and need not agree; 0 = off "
+        "(the default 2 was chosen by bench/short_prompts.py; it only acts at 2+ bytes per step)",
     )
     no_repeat: int = option(
-        0,
+        12,
         "never reveal a byte that would complete a run of this many bytes already in the "
         "text, prompt included (no-repeat n-grams, the classic cure for greedy loops such as "
-        "'the file of the file of'): the reveal is decided again without that byte; 0 = off",
+        "'the file of the file of'): the reveal is decided again without that byte, at most 8 "
+        "times a step (a loop more stubborn than that gets through); 0 = off "
+        "(the default 12 was chosen by bench/short_prompts.py; set 0 to let a text copy itself)",
     )
     threshold: float | None = option(
         None, "also reveal every mask at least this confident (Fast-dLLM); None = off"

@@ -22,8 +22,8 @@ Which to reveal (`choose_reveals`, by `SamplerConfig.strategy`):
   probability, the margin, the negative entropy. Uncertain positions
   stay masked and are predicted again later, with more context. `order_bias` lowers a
   position's score by its rank among the block's masks, a soft left-to-right order;
-  `min_gap` keeps the k of one step apart (`spaced_top_k`), so that no byte is drawn beside a
-  neighbour revealed in the same step.
+  `min_gap` keeps the k of one step apart (`spaced_top_k`; 2 by default), so that no byte is
+  drawn beside a neighbour revealed in the same step.
 * "random" (LLaDA Alg. 4): k masked positions chosen uniformly. Alg. 4 keeps each masked
   position masked with probability s/t (t = current, s = next time); choosing exactly the
   expected number, as LLaDA's code does, keeps NFE fixed.
@@ -36,7 +36,8 @@ Which to reveal (`choose_reveals`, by `SamplerConfig.strategy`):
 Which byte to write at a revealed position (`pick_bytes`): the likeliest (temperature 0), or
 a sample (Gumbel-max at `temperature`, optionally from the nucleus, `top_p`). With
 `no_repeat=n`, a chosen reveal whose byte would complete a run of n bytes the text already
-holds (`repeats`) is banned from that position and the step decided again. `remask`
+holds (`repeats`) is banned from that position and the step decided again, at most
+`_REDECIDE` times (n = 12 by default, chosen with `min_gap` by `bench/short_prompts.py`). `remask`
 (ReMDM, arXiv 2503.00307) sends the least sure earlier reveals of a block back to MASK each
 step, and `guidance` (classifier-free guidance) contrasts the prediction with one made
 without the prompt; `forward.StepNetwork` runs the passes, with or without a cache.

@@ -37,7 +37,9 @@ SETTINGS = {
     "random order, T=0.8": dict(strategy="random", temperature=0.8),
     "ddlm's default": None,
 }
-PLAIN = SamplerConfig(confidence="probability", guidance=0.0, temperature=0.0)
+PLAIN = SamplerConfig(
+    confidence="probability", guidance=0.0, temperature=0.0, min_gap=0, no_repeat=0
+)
 
 
 def config_of(name: str) -> SamplerConfig:

@@ -53,7 +53,8 @@ def infill_scores(diffusion, ar, items: list[dict]) -> dict:
     for it in items:
         text, a, b = it["text"], it["start"], it["end"]
         truth = text[a:b]
-        g = infill(diffusion, text, spans=[(a, b)], steps=b - a)  # the span is masked first
+        # the span is masked first; no no-repeat rule, since an exact fill may copy its context
+        g = infill(diffusion, text, spans=[(a, b)], steps=b - a, no_repeat=0)
         d = bytes(g.ids[a:b].tolist())
         assert MASK_ID not in g.ids.tolist()
         r = generate_ar(ar, text[:a], b - a)

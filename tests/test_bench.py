@@ -65,3 +65,26 @@ def test_reship_script_parses_and_refuses_an_unknown_step():
     done = subprocess.run(["bash", str(script), "nonsense"], capture_output=True, text=True)
     assert done.returncode == 2
     assert "steps: eval findings bench samples notebooks gallery" in done.stderr
+
+
+def test_bench_rows_keep_their_meaning_whatever_the_defaults():
+    from ddlm import SamplerConfig
+
+    sp = _load("short_prompts")
+    default = SamplerConfig()
+    for name, fields in sp.SETTINGS.items():
+        c = sp.config_for(name)
+        if name.startswith("defaults"):  # these follow the defaults
+            assert (c.min_gap, c.no_repeat) == (default.min_gap, default.no_repeat)
+        else:  # every other row runs with no gap and no rule unless it names them
+            assert c.min_gap == fields.get("min_gap", 0) and c.no_repeat == fields.get(
+                "no_repeat", 0
+            )
+    assert sp.config_for("pmi,min_gap2,no_repeat12@64") == default.with_options(steps=64)
+    lp = _load("long_prompts")
+    for name, fields in lp.SETTINGS.items():
+        c = SamplerConfig(**fields)
+        assert name.startswith("defaults") or (c.min_gap, c.no_repeat) == (
+            fields["min_gap"],
+            fields["no_repeat"],
+        )

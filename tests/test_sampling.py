@@ -38,7 +38,9 @@ def ar_model(request):
 
 # The mechanism tests below rank by LLaDA's probability, so that every network evaluation is
 # a step; the default, PMI, costs one evaluation more (its prior), tested on its own.
-LLADA = dict(confidence="probability")
+# LLaDA's sampler: probability ranking, no gap between one step's reveals, no no-repeat rule
+# (ddlm's defaults are PMI, min_gap=2, no_repeat=12; tests of the mechanics pin LLaDA's).
+LLADA = dict(confidence="probability", min_gap=0, no_repeat=0)
 
 
 def check_trace(g, strategy, extra_passes=0):
@@ -368,7 +370,8 @@ def test_a_sequence_stops_at_its_eos_and_min_length_holds_it_off():
 
 @pytest.mark.parametrize("measure", ["probability", "margin", "entropy", "pmi"])
 def test_confidence_measures_pick_the_surest_positions(model, measure):
-    g = generate(model, "ab", 8, steps=4, seed=0, confidence=measure)
+    # the plain top-k of the measure (without the default gap and no-repeat rule)
+    g = generate(model, "ab", 8, steps=4, seed=0, confidence=measure, min_gap=0, no_repeat=0)
     check_trace(g, "low_confidence", extra_passes=int(measure == "pmi"))
     assert g.nfe == 4 + (measure == "pmi")  # the prior costs one network evaluation
     logits = model(g.trace[0].ids.long()[None])
@@ -626,7 +629,7 @@ def test_spaced_top_k_keeps_same_step_reveals_apart_and_makes_up_the_count():
 
 
 def test_min_gap_reveals_no_neighbours_in_one_step():
-    g = generate(_Flat(), "ab", 12, steps=4, seed=0, **LLADA, order_bias=0.01, min_gap=1)
+    g = generate(_Flat(), "ab", 12, steps=4, seed=0, **{**LLADA, "min_gap": 1}, order_bias=0.01)
     check_trace(g, "low_confidence")
     for state in g.trace[1:-1]:  # the last step takes whatever is left
         revealed = state.revealed.nonzero().flatten()
@@ -651,14 +654,14 @@ def test_repeats_finds_the_reveal_that_would_complete_a_copy():
     assert not repeats(gap, c, reveal, 3).any()
     assert not repeats(ids, c, torch.zeros_like(reveal), 3).any()  # only reveals are checked
     assert not repeats(ids, c, reveal, 8).any()  # a text shorter than the run holds none
-    assert generate(_Flat(), "ab", 2, steps=2, seed=0, **LLADA, no_repeat=8).text == "aa"
+    assert generate(_Flat(), "ab", 2, steps=2, seed=0, **{**LLADA, "no_repeat": 8}).text == "aa"
 
 
 def test_no_repeat_leaves_no_run_twice_in_the_text():
     looping = generate(_Flat(), "ab", 12, steps=12, seed=0, **LLADA)
     assert looping.ids[2:].tolist() == [ord("a")] * 12  # the model alone loops
     for steps in (12, 4):  # one reveal per step, and three (checked one after the other)
-        g = generate(_Flat(), "ab", 12, steps=steps, seed=0, **LLADA, no_repeat=3)
+        g = generate(_Flat(), "ab", 12, steps=steps, seed=0, **{**LLADA, "no_repeat": 3})
         check_trace(g, "low_confidence")
         runs = [tuple(g.ids[s : s + 3].tolist()) for s in range(len(g.ids) - 2)]
         assert len(set(runs)) == len(runs)  # every 3-byte run occurs once, the prompt's too
