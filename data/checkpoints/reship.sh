@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Everything that reads the shipped `tiny`, rerun after its weights change (about 110 minutes on
 # two cores). Run from the project root with the virtual environment active, after copying the
-# new weights to data/checkpoints/tiny/model.safetensors:
+# new weights to data/checkpoints/tiny/model.safetensors (commit them before the findings step,
+# which refuses a checkout with uncommitted changes):
 #
 #     bash data/checkpoints/reship.sh            # all steps
 #     bash data/checkpoints/reship.sh notebooks  # from the step named, to the end
@@ -55,6 +56,12 @@ if [ "$DO_eval" = 1 ]; then
 fi
 
 if [ "$DO_findings" = 1 ]; then
+  # a committed result must come from a clean checkout (tests/test_experiments.py): commit the
+  # new weights and their evaluations first
+  if [ -n "$(git status --porcelain --untracked-files=no)" ]; then
+    echo "findings: the checkout has uncommitted changes; commit them, then: $0 findings" >&2
+    exit 1
+  fi
   pids=()
   for e in e5_steps e6_diffusion_vs_ar; do
     if fresh "data/findings/$e.json" provenance weights_sha256 tiny; then echo "$e: fresh"; continue; fi
