@@ -8,8 +8,8 @@
 #     bash data/checkpoints/reship.sh notebooks  # from the step named, to the end
 #
 # Steps: eval (the card's two numbers), findings (experiments 5 and 6, in parallel), bench (the
-# short-prompt benches that choose the default sampler, and the no-repeat ones notebook 08 reads), samples (the card's three samples),
-# notebooks (every notebook and worked solution that loads a shipped model), gallery (the
+# short-prompt benches that choose the default sampler, and the no-repeat ones notebook 08
+# reads), samples (the card's three samples), notebooks (every notebook and worked solution that loads a shipped model), gallery (the
 # README's screenshots, from a real browser). A step whose JSON already records the new weights'
 # SHA-256 is skipped, so the script can be rerun after a failure without redoing work; logs go
 # to runs/reship/. What it does not do: update the prose of the card, README and notebooks, and
