@@ -61,8 +61,8 @@ class SamplerConfig:
         12,
         "never reveal a byte that would complete a run of this many bytes already in the "
         "text, prompt included (no-repeat n-grams, the classic cure for greedy loops such as "
-        "'the file of the file of'): the reveal is decided again without that byte, at most 8 "
-        "times a step (a loop more stubborn than that gets through); 0 = off "
+        "'the file of the file of'): the step is decided again without that byte, and after 8 "
+        "tries the likeliest byte that makes no copy is written; 0 = off "
         "(the default 12 was chosen by bench/short_prompts.py; set 0 to let a text copy itself)",
     )
     threshold: float | None = option(

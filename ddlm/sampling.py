@@ -36,8 +36,10 @@ Which to reveal (`choose_reveals`, by `SamplerConfig.strategy`):
 Which byte to write at a revealed position (`pick_bytes`): the likeliest (temperature 0), or
 a sample (Gumbel-max at `temperature`, optionally from the nucleus, `top_p`). With
 `no_repeat=n`, a chosen reveal whose byte would complete a run of n bytes the text already
-holds (`repeats`) is banned from that position and the step decided again, at most
-`_REDECIDE` times (n = 12 by default, chosen with `min_gap` by `bench/short_prompts.py`). `remask`
+holds (`repeats`) is banned from that position and the step decided again; a step still
+choosing copies after `_REDECIDE` decisions writes, in each such place, the likeliest byte that
+completes none (`replace_repeats`), so no run of n bytes occurs twice (n = 12 by default,
+chosen with `min_gap` by `bench/short_prompts.py`). `remask`
 (ReMDM, arXiv 2503.00307) sends the least sure earlier reveals of a block back to MASK each
 step, and `guidance` (classifier-free guidance) contrasts the prediction with one made
 without the prompt; `forward.StepNetwork` runs the passes, with or without a cache.
@@ -85,11 +87,12 @@ __all__ = [
     "pick_bytes",
     "remask_least_sure",
     "repeats",
+    "replace_repeats",
     "reveal_count",
 ]
 
 _tok = ByteTokenizer()
-_REDECIDE = 8  # no_repeat: at most this many decisions per step (a loop is rarely this stubborn)
+_REDECIDE = 8  # no_repeat: decisions per step before the last resort, `replace_repeats`
 
 
 # ---- one step's pieces ----------------------------------------------------------------
@@ -285,6 +288,25 @@ def spaced_top_k(
     return picked | (active & ~picked & (rank < short[:, None]))
 
 
+def _runs_through(row: list[int], i: int, n: int) -> list[tuple[int, ...]]:
+    """The runs of n bytes of `row` that contain position i and hold only bytes (no MASK, PAD
+    or EOS): the runs that writing position i completes."""
+    first, last = max(0, i - n + 1), min(i, len(row) - n)
+    runs = [tuple(row[s : s + n]) for s in range(first, last + 1)]
+    return [r for r in runs if max(r) < N_BYTES]
+
+
+def _copies(runs: list[tuple[int, ...]], seen: set) -> bool:
+    """True if one of `runs` is already in `seen`, or occurs twice among them."""
+    return any(r in seen for r in runs) or len(set(runs)) < len(runs)
+
+
+def _seen_runs(row: list[int], n: int) -> set:
+    """Every run of n bytes (bytes only) that `row` holds."""
+    runs = (tuple(row[s : s + n]) for s in range(len(row) - n + 1))
+    return {r for r in runs if max(r) < N_BYTES}
+
+
 def repeats(ids: torch.Tensor, pred: torch.Tensor, reveal: torch.Tensor, n: int) -> torch.Tensor:
     """(B, T) bool: the `reveal` positions whose predicted byte `pred` (B, T) would complete a
     run of n bytes that the row of `ids` (B, T) already holds, the prompt included.
@@ -301,18 +323,49 @@ def repeats(ids: torch.Tensor, pred: torch.Tensor, reveal: torch.Tensor, n: int)
         return out
     for b in torch.nonzero(reveal.any(1)).flatten().tolist():
         row, guess = ids[b].tolist(), pred[b].tolist()
-        starts = range(len(row) - n + 1)
-        seen = {tuple(row[s : s + n]) for s in starts if max(row[s : s + n]) < N_BYTES}
+        seen = _seen_runs(row, n)
         for i in torch.nonzero(reveal[b]).flatten().tolist():
             row[i] = guess[i]
-            new = [tuple(row[s : s + n]) for s in range(max(0, i - n + 1), min(i, starts[-1]) + 1)]
-            new = [r for r in new if max(r) < N_BYTES]
-            if any(r in seen for r in new) or len(set(new)) < len(new):
+            new = _runs_through(row, i, n)
+            if _copies(new, seen):
                 out[b, i] = True
                 row[i] = MASK_ID  # not written: the step decides it again
             else:
                 seen.update(new)
     return out
+
+
+def replace_repeats(
+    ids: torch.Tensor, pred: torch.Tensor, reveal: torch.Tensor, logits: torch.Tensor, n: int
+) -> torch.Tensor:
+    """(B, T) `pred` with each reveal that would complete a copy of n bytes replaced by the
+    likeliest byte under `logits` (B, T, V) that completes none.
+
+    The last resort of the no-repeat rule, for a step still choosing copies after `_REDECIDE`
+    decisions: the reveals are written left to right, each checked against the text with the
+    earlier ones in, so no run of n bytes ends up in the text twice. (A position where every
+    byte would complete a copy keeps the model's choice; that needs the text to hold more
+    than 256 runs sharing one context, longer than any canvas here.)"""
+    pred = pred.clone()
+    if ids.shape[1] < n:
+        return pred
+    for b in torch.nonzero(reveal.any(1)).flatten().tolist():
+        row = ids[b].tolist()
+        seen = _seen_runs(row, n)
+        for i in torch.nonzero(reveal[b]).flatten().tolist():
+            choices = [int(pred[b, i])]
+            order = logits[b, i].argsort(descending=True, stable=True)
+            choices += [c for c in order.tolist() if logits[b, i, c] > float("-inf")]
+            for c in choices:
+                row[i] = c
+                if not _copies(new := _runs_through(row, i, n), seen):
+                    break
+            else:  # every byte makes a copy: keep the model's choice
+                row[i] = choices[0]
+                new = _runs_through(row, i, n)
+            pred[b, i] = row[i]
+            seen.update(new)
+    return pred
 
 
 def factor_count(conf: torch.Tensor, active: torch.Tensor, factor: float) -> torch.Tensor:
@@ -403,6 +456,10 @@ def denoise(
                 ban = torch.zeros_like(logits, dtype=torch.bool)
                 ban.scatter_(-1, pred.unsqueeze(-1), looping.unsqueeze(-1))
                 logits = logits.masked_fill(ban, float("-inf"))
+            else:  # still copying after _REDECIDE decisions: take the likeliest byte that is not
+                allowed = allowed_logits(logits, eos_ok)
+                pred = replace_repeats(ids, pred, reveal, allowed, config.no_repeat)
+                conf = allowed.softmax(-1).gather(-1, pred.unsqueeze(-1)).squeeze(-1)
             ids = torch.where(reveal, pred, ids)
             if config.stop_at_eos:
                 ids = end_at_eos(ids, fill)

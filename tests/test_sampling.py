@@ -669,3 +669,40 @@ def test_no_repeat_leaves_no_run_twice_in_the_text():
     for bad in (1, -1):
         with pytest.raises(ValueError, match="no_repeat"):
             SamplerConfig(no_repeat=bad)
+
+
+def _runs_twice(ids: torch.Tensor, n: int) -> int:
+    runs = [tuple(ids[s : s + n].tolist()) for s in range(len(ids) - n + 1)]
+    return len(runs) - len(set(runs))
+
+
+def test_no_repeat_holds_when_the_step_runs_out_of_decisions(monkeypatch):
+    """A loop more stubborn than `_REDECIDE` decisions gets the likeliest byte that makes no
+    copy (`replace_repeats`); it used to be written as it was."""
+    import ddlm.sampling as sampling
+
+    monkeypatch.setattr(sampling, "_REDECIDE", 1)  # every loop now reaches the last resort
+    for steps in (12, 4):  # one reveal per step, and three in a step (written left to right)
+        g = generate(_Flat(), "ab", 12, steps=steps, seed=0, **{**LLADA, "no_repeat": 3})
+        check_trace(g, "low_confidence")
+        assert _runs_twice(g.ids, 3) == 0
+        assert g.nfe == steps and bool((g.ids < 256).all())  # no extra step, only bytes
+        assert (g.ids[2:] == ord("a")).sum() >= 6  # the model's byte is still used where it may
+        chosen = g.ids[2:][g.ids[2:] != ord("a")]  # 'a' banned: the likeliest others, all tied
+        assert set(chosen.tolist()) <= {0, 1, 2}  # (a stable order: the lowest byte ids first)
+
+
+def test_replace_repeats_writes_the_likeliest_byte_that_makes_no_copy():
+    from ddlm.sampling import replace_repeats
+
+    ids = torch.tensor([list(b"abcab") + [MASK_ID, MASK_ID]])
+    reveal = torch.tensor([[False] * 5 + [True, True]])
+    logits = torch.full((1, 7, 259), float("-inf"))
+    logits[0, :, ord("c")], logits[0, :, ord("x")], logits[0, :, ord("b")] = 3.0, 2.0, 1.0
+    pred = torch.full((1, 7), ord("c"))
+    out = replace_repeats(ids, pred, reveal, logits, 3)
+    # "abc" again at 5 -> 'x' (next likeliest); then "bxc" at 6 is new, so 'c' stays
+    assert bytes(out[0, 5:].tolist()) == b"xc"
+    assert torch.equal(replace_repeats(ids, pred, reveal, logits, 8), pred)  # too short for runs
+    mixed = replace_repeats(ids, pred, reveal & False, logits, 3)
+    assert torch.equal(mixed, pred)  # only reveals are touched
