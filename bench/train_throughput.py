@@ -3,6 +3,12 @@
     python bench/train_throughput.py                     # tiny and seed, fp32 and bf16, eager
     python bench/train_throughput.py --compile           # also torch.compile
     python bench/train_throughput.py --presets tiny --steps 10
+    python bench/train_throughput.py --precisions fp32   # a CPU without native bf16 (below)
+
+On a CPU without native bf16 (no AVX512_BF16 or AMX in /proc/cpuinfo) bf16 autocast can be
+two orders of magnitude slower than float32 (a 2048^3 matmul at about 1 GFLOP/s on an AMD EPYC
+with AVX2 only, bench/RESULTS.md): there `--amp auto` trains in float32, and bf16 is worth
+timing only with `--precisions fp32,bf16 --presets tiny`.
 
 MFU = flops_per_token() * tokens/s / peak, where the peak is a 2048x2048 matmul measured in
 this same run in the same precision (fp32, and under bf16 autocast). The step timed is a full
@@ -25,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from ddlm.diffusion import diffusion_loss  # noqa: E402
 from ddlm.model import DiffusionLM, ModelConfig  # noqa: E402
-from ddlm.precision import autocast  # noqa: E402
+from ddlm.precision import autocast, cpu_has_native_bf16, dtype_name, resolve_amp  # noqa: E402
 
 SHAPES = {"tiny": (16, 256), "seed": (8, 768), "small": (8, 512)}  # (batch, context)
 
@@ -107,7 +113,18 @@ def main() -> None:
         action="store_true",
         help="also print where the time of one training step goes, op by op (torch.profiler)",
     )
+    p.add_argument(
+        "--precisions",
+        default=None,
+        help="comma-separated, of fp32 and bf16 (default: both on a CPU with native bf16, "
+        "fp32 alone on one without, where bf16 is far too slow to time)",
+    )
     args = p.parse_args()
+    native = cpu_has_native_bf16()
+    precisions = (args.precisions or ("fp32,bf16" if native else "fp32")).split(",")
+    if not precisions or any(x not in ("fp32", "bf16") for x in precisions):
+        p.error(f"--precisions takes fp32 and/or bf16, not {args.precisions!r}")
+    dtypes = {"fp32": None, "bf16": torch.bfloat16}
 
     cpu = platform.processor() or platform.machine()
     try:
@@ -120,10 +137,15 @@ def main() -> None:
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} cores, {cpu}"
     )
-    peaks = {"fp32": matmul_peak(None), "bf16": matmul_peak(torch.bfloat16)}
+    auto = dtype_name(resolve_amp("auto", torch.device("cpu")))
     print(
-        f"matmul peak 2048^3: fp32 {peaks['fp32'] / 1e9:.0f} GFLOP/s, bf16 {peaks['bf16'] / 1e9:.0f} GFLOP/s"
+        f"native bf16 (AVX512_BF16 or AMX): {'yes' if native else 'no'}; --amp auto trains in {auto}"
     )
+    # without native bf16 a 2048^3 bf16 matmul can take a minute: its peak is taken smaller
+    peaks = {
+        x: matmul_peak(dtypes[x], n=2048 if x == "fp32" or native else 512) for x in precisions
+    }
+    print("matmul peak: " + ", ".join(f"{x} {v / 1e9:.1f} GFLOP/s" for x, v in peaks.items()))
     print()
     header = f"{'preset':<6} {'B x T':>8} {'precision':>9} {'mode':>8} {'tokens/s':>10} {'GFLOP/s':>9} {'MFU':>6}"
     print(header)
@@ -131,7 +153,8 @@ def main() -> None:
     results = {}
     modes = [False, True] if args.compile else [False]
     for preset in args.presets.split(","):
-        for prec, dtype in (("fp32", None), ("bf16", torch.bfloat16)):
+        for prec in precisions:
+            dtype = dtypes[prec]
             for compiled in modes:
                 r = measure(preset, dtype, compiled, args.steps)
                 mfu = r["flops"] / peaks[prec]
@@ -144,20 +167,28 @@ def main() -> None:
                 )
     print()
     for preset in args.presets.split(","):
-        fp32, bf16 = results[(preset, "fp32", False)], results[(preset, "bf16", False)]
-        print(f"{preset}: bf16/fp32 tokens/s ratio {bf16['tok_s'] / fp32['tok_s']:.2f}")
+        if {"fp32", "bf16"} <= set(precisions):
+            fp32, bf16 = results[(preset, "fp32", False)], results[(preset, "bf16", False)]
+            print(f"{preset}: bf16/fp32 tokens/s ratio {bf16['tok_s'] / fp32['tok_s']:.2f}")
         if args.compile:
-            c = results[(preset, "fp32", True)]
-            print(f"{preset}: compiled/eager fp32 tokens/s ratio {c['tok_s'] / fp32['tok_s']:.2f}")
+            for prec in precisions:
+                c, e = results[(preset, prec, True)], results[(preset, prec, False)]
+                print(
+                    f"{preset}: compiled/eager {prec} tokens/s ratio {c['tok_s'] / e['tok_s']:.2f}"
+                )
     if args.profile:
         for preset in args.presets.split(","):
-            for prec, dtype in (("fp32", None), ("bf16", torch.bfloat16)):
-                profile(preset, prec, dtype)
+            for prec in precisions:
+                profile(preset, prec, dtypes[prec])
     if "seed" in args.presets.split(","):
-        f32 = results[("seed", "fp32", False)]["mfu"]
-        b16 = results[("seed", "bf16", False)]["mfu"]
-        print(f"target seed fp32 MFU >= 0.8: {f32:.2f} {'met' if f32 >= 0.8 else 'not met'}")
-        print(f"target seed bf16 MFU >= 0.7: {b16:.2f} {'met' if b16 >= 0.7 else 'not met'}")
+        for prec, goal in (("fp32", 0.8), ("bf16", 0.7)):
+            if prec == "bf16" and not native:
+                print("target seed bf16 MFU >= 0.7: does not apply (no native bf16 here)")
+            elif prec in precisions:
+                m = results[("seed", prec, False)]["mfu"]
+                print(
+                    f"target seed {prec} MFU >= {goal}: {m:.2f} {'met' if m >= goal else 'not met'}"
+                )
 
 
 if __name__ == "__main__":

@@ -83,3 +83,16 @@ def test_bench_rows_keep_their_meaning_whatever_the_defaults():
     assert sp.config_for("pmi,min_gap2,no_repeat12@64") == default.with_options(steps=64)
     lp = _load("long_prompts")  # its rows are short_prompts' own
     assert all(lp.config_for(n) == sp.config_for(n) for n in lp.DEFAULT_SETTINGS)
+
+
+def test_train_throughput_measures_a_step_and_refuses_an_unknown_precision():
+    import subprocess
+    import sys
+
+    bench = _load("train_throughput")
+    assert bench.matmul_peak(None, n=64, repeats=1) > 0
+    r = bench.measure("tiny", None, False, steps=1)
+    assert r["tok_s"] > 0 and r["flops"] > 0 and r["step_s"] > 0
+    cmd = [sys.executable, str(BENCH / "train_throughput.py"), "--precisions", "fp16"]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    assert done.returncode == 2 and "--precisions takes fp32 and/or bf16" in done.stderr
