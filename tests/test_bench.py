@@ -74,13 +74,13 @@ def test_bench_rows_keep_their_meaning_whatever_the_defaults():
     default = SamplerConfig()
     for name, fields in sp.SETTINGS.items():
         c = sp.config_for(name)
+        pinned = ("min_gap", "no_repeat", "order_bias")
         if name.startswith("defaults"):  # these follow the defaults
-            assert (c.min_gap, c.no_repeat) == (default.min_gap, default.no_repeat)
-        else:  # every other row runs with no gap and no rule unless it names them
-            assert c.min_gap == fields.get("min_gap", 0) and c.no_repeat == fields.get(
-                "no_repeat", 0
-            )
-    assert sp.config_for("pmi,min_gap2,no_repeat12@64") == default.with_options(steps=64)
+            assert all(getattr(c, f) == getattr(default, f) for f in pinned)
+        else:  # every other row runs with no gap, rule or order unless it names them
+            assert all(getattr(c, f) == fields.get(f, 0) for f in pinned), name
+    new = "pmi,min_gap12,no_repeat12,order_bias0.02@64"
+    assert sp.config_for(new) == default.with_options(steps=64)
     lp = _load("long_prompts")  # its rows are short_prompts' own
     assert all(lp.config_for(n) == sp.config_for(n) for n in lp.DEFAULT_SETTINGS)
 

@@ -39,8 +39,9 @@ def ar_model(request):
 # The mechanism tests below rank by LLaDA's probability, so that every network evaluation is
 # a step; the default, PMI, costs one evaluation more (its prior), tested on its own.
 # LLaDA's sampler: probability ranking, no gap between one step's reveals, no no-repeat rule
-# (ddlm's defaults are PMI, min_gap=2, no_repeat=12; tests of the mechanics pin LLaDA's).
-LLADA = dict(confidence="probability", min_gap=0, no_repeat=0)
+# (ddlm's defaults are PMI, min_gap=12, no_repeat=12, order_bias=0.02; tests of the mechanics
+# pin LLaDA's).
+LLADA = dict(confidence="probability", min_gap=0, no_repeat=0, order_bias=0.0)
 
 
 def check_trace(g, strategy, extra_passes=0):
@@ -370,8 +371,10 @@ def test_a_sequence_stops_at_its_eos_and_min_length_holds_it_off():
 
 @pytest.mark.parametrize("measure", ["probability", "margin", "entropy", "pmi"])
 def test_confidence_measures_pick_the_surest_positions(model, measure):
-    # the plain top-k of the measure (without the default gap and no-repeat rule)
-    g = generate(model, "ab", 8, steps=4, seed=0, confidence=measure, min_gap=0, no_repeat=0)
+    # the plain top-k of the measure (without the default gap, no-repeat rule and order)
+    g = generate(
+        model, "ab", 8, steps=4, seed=0, confidence=measure, min_gap=0, no_repeat=0, order_bias=0.0
+    )
     check_trace(g, "low_confidence", extra_passes=int(measure == "pmi"))
     assert g.nfe == 4 + (measure == "pmi")  # the prior costs one network evaluation
     logits = model(g.trace[0].ids.long()[None])
@@ -528,13 +531,18 @@ class _Flat(torch.nn.Module):
 
 
 def test_order_bias_reveals_left_to_right_when_the_model_cannot_tell_positions_apart():
-    g = generate(_Flat(), "ab", 12, steps=6, seed=0, **LLADA, order_bias=0.01)
+    g = generate(_Flat(), "ab", 12, steps=6, seed=0, **{**LLADA, "order_bias": 0.01})
     check_trace(g, "low_confidence")
     for step, state in enumerate(g.trace[1:]):
         revealed = state.revealed.nonzero().flatten().tolist()
         assert revealed == [2 + 2 * step, 3 + 2 * step]  # the two leftmost masks, each step
-    with pytest.raises(ValueError, match="order_bias"):
-        SamplerConfig(order_bias=0.1, strategy="random")
+    # random order draws its own scores: the bias (on by default) has nothing to lower
+    rand = dict(LLADA, strategy="random")
+    same = [
+        generate(_Flat(), "ab", 12, steps=6, seed=0, **{**rand, "order_bias": b}) for b in (0, 0.5)
+    ]
+    assert torch.equal(same[0].ids, same[1].ids)
+    assert all(torch.equal(a.revealed, b.revealed) for a, b in zip(*(g.trace for g in same)))
     with pytest.raises(ValueError, match="order_bias"):
         SamplerConfig(order_bias=-1.0)
 
@@ -629,7 +637,7 @@ def test_spaced_top_k_keeps_same_step_reveals_apart_and_makes_up_the_count():
 
 
 def test_min_gap_reveals_no_neighbours_in_one_step():
-    g = generate(_Flat(), "ab", 12, steps=4, seed=0, **{**LLADA, "min_gap": 1}, order_bias=0.01)
+    g = generate(_Flat(), "ab", 12, steps=4, seed=0, **{**LLADA, "min_gap": 1, "order_bias": 0.01})
     check_trace(g, "low_confidence")
     for state in g.trace[1:-1]:  # the last step takes whatever is left
         revealed = state.revealed.nonzero().flatten()
