@@ -37,8 +37,9 @@ SETTINGS = {
     "random order, T=0.8": dict(strategy="random", temperature=0.8),
     "ddlm's default": None,
 }
+# LLaDA's sampler under every row but the default: no gap, no-repeat rule or order bias
 PLAIN = SamplerConfig(
-    confidence="probability", guidance=0.0, temperature=0.0, min_gap=0, no_repeat=0
+    confidence="probability", guidance=0.0, temperature=0.0, min_gap=0, no_repeat=0, order_bias=0.0
 )
 
 
