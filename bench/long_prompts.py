@@ -28,7 +28,7 @@ import ddlm  # noqa: E402
 from ddlm.data import load_corpus, split  # noqa: E402
 
 # Rows of bench/short_prompts.py (the same names, pinned the same way).
-DEFAULT_SETTINGS = ["pmi@64", "pmi,no_repeat12@64", "defaults@64"]
+DEFAULT_SETTINGS = ["pmi@64", "pmi,no_repeat12@64", "pmi,min_gap2,no_repeat12@64", "defaults@64"]
 
 
 def main() -> None:
