@@ -262,7 +262,7 @@ def test_overview_slider_replays_the_trace(browser, lab):
     _, val = split(load_corpus("pydoc"))
     prompt = bytes(val[49_700:50_000].tolist()).decode("utf-8", errors="replace")
     torch.manual_seed(0)
-    g = ddlm.generate(ddlm.load_pretrained("tiny"), prompt, 64, steps=32, block_length=8, seed=0)
+    g = ddlm.generate(ddlm.load_pretrained("tiny"), prompt, 64, steps=32, seed=0)
     _shot(page, box, "player-step08.png")
 
     # Keyboard: each ArrowRight moves one step; the page shows that step of the trace.
