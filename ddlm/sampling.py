@@ -22,7 +22,7 @@ Which to reveal (`choose_reveals`, by `SamplerConfig.strategy`):
   probability, the margin, the negative entropy. Uncertain positions
   stay masked and are predicted again later, with more context. `order_bias` lowers a
   position's score by its rank among the block's masks, a soft left-to-right order;
-  `min_gap` keeps the k of one step apart (`spaced_top_k`; 2 by default), so that no byte is
+  `min_gap` keeps the k of one step apart (`spaced_top_k`; 12 by default), so that no byte is
   drawn beside a neighbour revealed in the same step.
 * "random" (LLaDA Alg. 4): k masked positions chosen uniformly. Alg. 4 keeps each masked
   position masked with probability s/t (t = current, s = next time); choosing exactly the
