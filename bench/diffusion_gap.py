@@ -9,17 +9,28 @@ at 64-byte windows, the length it was trained at: exact bits per byte for AR, th
 
 Each candidate changes one thing of the diffusion recipe; batch 24 halves the steps so that
 every run sees the same bytes. The printed ratio is diffusion / AR (AR of the same seed).
+The sequence-length candidates change the length for both twins (the batch shrinks so that a
+step still holds 768 bytes) and are evaluated at the length they were trained at, so their
+ratio is taken against the AR run of their own length.
 
     python bench/diffusion_gap.py --json bench/diffusion_gap.json     # about 30 min, 2 cores
     python bench/diffusion_gap.py --steps 50 --seeds 1                 # a smoke run
+    python bench/diffusion_gap.py --corpus stdlib-source --only ar diffusion   # a second corpus
+
+The second corpus, `stdlib-source`, is Python source code rather than documentation: the `.py`
+files of the running Python's `email` (with its subpackages), `asyncio` and `unittest`
+packages, in sorted order, joined by newlines (about 1.1 MB, the size of nanoGPT's
+shakespeare_char; its SHA-256 goes into the JSON, as it differs between Python versions).
 """
 
 import argparse
+import hashlib
 import json
 import platform
 import shlex
 import statistics
 import sys
+import sysconfig
 import time
 from pathlib import Path
 
@@ -64,7 +75,35 @@ CANDIDATES = {
     # A lower-variance weighting: the mean cross-entropy over the batch's masked bytes, no
     # 1/t (a weighted ELBO, not a bound; evaluation is still the ELBO).
     "flat weighting": (dict(), dict(weighting="flat"), 1.0),
+    # Sequence length, for both twins at 768 bytes a step: more context on both sides of a
+    # mask (256), or less (32).
+    "ar, context 256": (dict(causal=True, max_seq_len=256), dict(seq_len=256, batch_size=3), 1.0),
+    "diffusion, context 256": (dict(max_seq_len=256), dict(seq_len=256, batch_size=3), 1.0),
+    "ar, context 32": (dict(causal=True, max_seq_len=32), dict(seq_len=32, batch_size=24), 1.0),
+    "diffusion, context 32": (dict(max_seq_len=32), dict(seq_len=32, batch_size=24), 1.0),
 }
+
+
+STDLIB_SOURCE = ("email/**/*.py", "asyncio/*.py", "unittest/*.py")
+
+
+def stdlib_source() -> torch.Tensor:
+    """The `stdlib-source` corpus: the .py files of STDLIB_SOURCE's packages, joined."""
+    root = Path(sysconfig.get_paths()["stdlib"])
+    files = sorted(f for pattern in STDLIB_SOURCE for f in root.glob(pattern))
+    if not files:
+        raise FileNotFoundError(f"no standard-library sources under {root}")
+    return torch.frombuffer(bytearray(b"\n".join(f.read_bytes() for f in files)), dtype=torch.uint8)
+
+
+def seq_len(name: str) -> int:
+    return CANDIDATES[name][1].get("seq_len", RECIPE["seq_len"])
+
+
+def ar_twin(name: str) -> str:
+    """The AR run a candidate is compared with: the one trained at its length."""
+    n = seq_len(name)
+    return "ar" if n == RECIPE["seq_len"] else f"ar, context {n}"
 
 
 def run(name: str, seed: int, steps: int, data: torch.Tensor, val: torch.Tensor) -> dict:
@@ -76,7 +115,9 @@ def run(name: str, seed: int, steps: int, data: torch.Tensor, val: torch.Tensor)
     trainer.fit()
     seconds = time.perf_counter() - t0
     with torch.no_grad():
-        r = ar.evaluate(trainer.model.eval(), val, seq_len=64, n_samples=4, batch_size=64)
+        r = ar.evaluate(
+            trainer.model.eval(), val, seq_len=seq_len(name), n_samples=4, batch_size=64
+        )
     return {**r.to_dict(), "train_seconds": round(seconds, 1), "steps": tcfg.steps}
 
 
@@ -85,10 +126,14 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=2000)
     p.add_argument("--seeds", type=int, default=2)
     p.add_argument("--only", nargs="+", choices=list(CANDIDATES), default=list(CANDIDATES))
+    p.add_argument(
+        "--corpus", default="pydoc", help="stdlib-source, or any corpus `ddlm train --data` takes"
+    )
     p.add_argument("--json", default=None)
     a = p.parse_args()
-    data = load_corpus("pydoc")
+    data = stdlib_source() if a.corpus == "stdlib-source" else load_corpus(a.corpus)
     _, val = split(data)
+    print(f"corpus {a.corpus}: {len(data):,} bytes, {len(val):,} for validation", flush=True)
     rows: dict[str, list[dict]] = {}
     started = time.perf_counter()
     for seed in range(a.seeds):
@@ -101,9 +146,9 @@ def main() -> None:
                 flush=True,
             )
     print(f"\n{'candidate':26} {'bits/byte (mean of seeds)':>26} {'/ AR':>6}")
-    ar_bits = [r["bits_per_byte"] for r in rows.get("ar", [])]
     for name, rs in rows.items():
         bits = [r["bits_per_byte"] for r in rs]
+        ar_bits = [r["bits_per_byte"] for r in rows.get(ar_twin(name), [])]
         ratio = statistics.fmean(b / a for b, a in zip(bits, ar_bits)) if ar_bits else float("nan")
         spread = f" (seeds {', '.join(f'{b:.3f}' for b in bits)})"
         print(f"{name:26} {statistics.fmean(bits):>10.4f}{spread:>16} {ratio:>6.3f}")
@@ -116,6 +161,12 @@ def main() -> None:
             },
             "date": time.strftime("%Y-%m-%d"),
             "runtime_s": round(time.perf_counter() - started),
+            "corpus": {
+                "source": a.corpus,
+                "bytes": len(data),
+                "sha256": hashlib.sha256(data.numpy().tobytes()).hexdigest(),
+                "python": platform.python_version(),
+            },
             "body": BODY,
             "recipe": {**RECIPE, "steps": a.steps},
             "candidates": {k: CANDIDATES[k] for k in a.only},
