@@ -54,7 +54,8 @@ class SamplerConfig:
     min_gap: int = option(
         12,
         "keep at least this many positions between bytes revealed in the same step, while "
-        "enough masks remain (the surest first, then the surest far enough from those): "
+        "enough masks remain (the surest first, then the surest far enough from those; in "
+        "blocks, no more than block_length // k - 1 for k reveals a step, so they fit): "
         "bytes revealed together are drawn independently, and near ones need not agree; 0 = off "
         "(the default 12 was chosen by bench/short_prompts.py; it only acts at 2+ bytes per step)",
     )

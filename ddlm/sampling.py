@@ -237,7 +237,8 @@ def choose_reveals(
     generator: torch.Generator,
 ) -> torch.Tensor:
     """(B, T) bool: the k `active` positions to reveal per row, the surest by `score` (less
-    `order_bias` per earlier mask) or at random, spaced by `min_gap` if set; plus, with a
+    `order_bias` per earlier mask) or at random, spaced by `min_gap` if set (in blocks, by no
+    more than the block leaves room for: k reveals fit block_length // k apart); plus, with a
     threshold, every active position whose guess has probability `conf` at least that high,
     or with a factor, the surest `factor_count` of them."""
     if config.strategy == "low_confidence":
@@ -249,7 +250,10 @@ def choose_reveals(
         score = torch.rand(conf.shape, generator=generator).to(conf.device)
     score[~active] = float("-inf")
     if config.min_gap:
-        reveal = spaced_top_k(score, active, k, config.min_gap)
+        gap: int | torch.Tensor = config.min_gap
+        if config.block_length:  # k reveals fit a block at most block_length // k apart
+            gap = (config.block_length // k.clamp(min=1) - 1).clamp(0, config.min_gap)
+        reveal = spaced_top_k(score, active, k, gap)
     else:
         rank = score.argsort(1, descending=True).argsort(1)
         reveal = active & (rank < k[:, None])
@@ -262,11 +266,12 @@ def choose_reveals(
 
 
 def spaced_top_k(
-    score: torch.Tensor, active: torch.Tensor, k: torch.Tensor, gap: int
+    score: torch.Tensor, active: torch.Tensor, k: torch.Tensor, gap: int | torch.Tensor
 ) -> torch.Tensor:
     """(B, T) bool: per row the k best `active` positions by `score`, taken one at a time so
-    that at least `gap` positions lie between any two of them; when too few such positions are
-    left (the end of a block), the best of the rest make up the count.
+    that at least `gap` positions (an int, or (B,) per row) lie between any two of them; when
+    too few such positions are left (the end of a block), the best of the rest make up the
+    count.
 
     Two neighbouring masks revealed in one step are each drawn from their own marginal, as if
     the other were still unknown (the factorised reverse step of notebook 06): "t" then "e" may
@@ -274,6 +279,7 @@ def spaced_top_k(
     step be drawn with its neighbours either known or left for a later step."""
     T = score.shape[1]
     pos = torch.arange(T, device=score.device)
+    gap = torch.as_tensor(gap, device=score.device).expand(score.shape[0])  # (B,)
     picked = torch.zeros_like(active)
     free = active.clone()
     for _ in range(int(k.max()) if k.numel() else 0):
@@ -281,7 +287,7 @@ def spaced_top_k(
         best = s.argmax(1)  # (B,)
         take = (picked.sum(1) < k) & torch.isfinite(s.gather(1, best[:, None]).squeeze(1))
         picked |= take[:, None] & (pos[None, :] == best[:, None])
-        free &= ~(take[:, None] & ((pos[None, :] - best[:, None]).abs() <= gap))
+        free &= ~(take[:, None] & ((pos[None, :] - best[:, None]).abs() <= gap[:, None]))
     short = k - picked.sum(1)  # rows that ran out of spaced positions
     rest = score.masked_fill(picked | ~active, float("-inf"))
     rank = rest.argsort(1, descending=True).argsort(1)

@@ -647,6 +647,19 @@ def test_min_gap_reveals_no_neighbours_in_one_step():
         SamplerConfig(min_gap=-1)
 
 
+def test_min_gap_in_a_block_spaces_the_reveals_as_widely_as_the_block_allows():
+    # Two reveals a step in blocks of 8 cannot be 12 apart; before the gap was capped the
+    # second reveal fell back to the first one's neighbour. Now they are 8 // 2 = 4 apart.
+    kw = {**LLADA, "min_gap": 12, "order_bias": 0.01}
+    g = generate(_Flat(), "ab", 16, steps=8, block_length=8, seed=0, **kw)
+    check_trace(g, "low_confidence")
+    pairs = [state.revealed.nonzero().flatten().tolist() for state in g.trace[1:]]
+    assert pairs == [[p, p + 4] for b in (2, 10) for p in range(b, b + 4)]
+    # Without blocks the gap is min_gap itself.
+    g = generate(_Flat(), "ab", 32, steps=16, seed=0, **kw)
+    assert g.trace[1].revealed.nonzero().flatten().tolist() == [2, 15]
+
+
 def test_repeats_finds_the_reveal_that_would_complete_a_copy():
     from ddlm.sampling import repeats
 
