@@ -24,7 +24,6 @@ shakespeare_char; its SHA-256 goes into the JSON, as it differs between Python v
 """
 
 import argparse
-import hashlib
 import json
 import platform
 import shlex
@@ -39,7 +38,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from ddlm import ModelConfig, ar  # noqa: E402
-from ddlm.data import load_corpus, split  # noqa: E402
+from ddlm.data import corpus_sha256, load_corpus, split  # noqa: E402
 from ddlm.train import TrainConfig, Trainer  # noqa: E402
 
 BODY = dict(dim=128, n_layers=4, n_heads=4, kv_latent_dim=32, max_seq_len=64)
@@ -164,7 +163,7 @@ def main() -> None:
             "corpus": {
                 "source": a.corpus,
                 "bytes": len(data),
-                "sha256": hashlib.sha256(data.numpy().tobytes()).hexdigest(),
+                "sha256": corpus_sha256(data),
                 "python": platform.python_version(),
             },
             "body": BODY,

@@ -9,7 +9,6 @@ every SamplerConfig field is an option of `sample` and `infill` (`--steps`, `--b
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import platform
 import signal
@@ -181,7 +180,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     import torch
 
     from . import ar
-    from .data import load_corpus, split
+    from .data import corpus_sha256, load_corpus, split
     from .model import DiffusionLM
     from .precision import resolve_device
 
@@ -222,7 +221,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         "bytes_available": len(data),
         "seconds": round(time.perf_counter() - t0, 2),
         # Which corpus (the embedded one differs between Python versions) and which weights.
-        "corpus_sha256": hashlib.sha256(corpus.numpy().tobytes()).hexdigest(),
+        "corpus_sha256": corpus_sha256(corpus),
         "corpus_bytes": len(corpus),
         "python": platform.python_version(),
         "torch": torch.__version__,

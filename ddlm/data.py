@@ -209,6 +209,13 @@ def _read_path(path: Path) -> np.ndarray | bytes:
     return path.read_bytes()
 
 
+def corpus_sha256(corpus: torch.Tensor) -> str:
+    """SHA-256 of a corpus tensor: its bytes, or for a corpus with EOS (int16 ids) its
+    little-endian int16 ids; what eval.json, train_config.json and the benches record."""
+    raw = corpus.numpy().astype("<i2" if corpus.dtype == torch.int16 else "u1").tobytes()
+    return hashlib.sha256(raw).hexdigest()
+
+
 def load_corpus(
     source: str | os.PathLike = "pydoc",
     cache_dir: str | os.PathLike | None = None,

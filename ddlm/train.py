@@ -15,7 +15,6 @@ bit-identical to an uninterrupted one.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 import platform
@@ -27,7 +26,7 @@ from pathlib import Path
 import torch
 
 from . import ar, checkpoint, distributed
-from .data import Batcher, load_corpus, random_length, split
+from .data import Batcher, corpus_sha256, load_corpus, random_length, split
 from .diffusion import clean_prefix_length
 from .files import write_json
 from .model import CONFIG_NAME, DiffusionLM, ModelConfig
@@ -258,11 +257,10 @@ class Trainer:
         A corpus with EOS (int16 ids) is hashed as its little-endian int16 ids and counted in
         symbols, its EOS among them."""
         corpus = torch.cat([self.train_data, self.val_data])
-        raw = corpus.numpy().astype("<i2" if corpus.dtype == torch.int16 else "u1").tobytes()
         facts = {
             "amp": dtype_name(self.amp_dtype),
             "device": str(self.device),
-            "corpus_sha256": hashlib.sha256(raw).hexdigest(),
+            "corpus_sha256": corpus_sha256(corpus),
         }
         if corpus.dtype == torch.uint8:
             facts["corpus_bytes"] = len(corpus)
