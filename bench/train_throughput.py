@@ -1,7 +1,8 @@
 """Training throughput and model-FLOPs utilization (MFU), measured side by side in one run.
 
     python bench/train_throughput.py                     # tiny and seed, fp32 and bf16, eager
-    python bench/train_throughput.py --compile           # also torch.compile
+    python bench/train_throughput.py --compile           # also torch.compile of the model
+    python bench/train_throughput.py --fuse              # also ddlm.fused (TrainConfig.fuse)
     python bench/train_throughput.py --presets tiny --steps 10
     python bench/train_throughput.py --precisions fp32   # a CPU without native bf16 (below)
 
@@ -11,8 +12,12 @@ with AVX2 only, bench/RESULTS.md): there `--amp auto` trains in float32, and bf1
 timing only with `--precisions fp32,bf16 --presets tiny`.
 
 MFU = flops_per_token() * tokens/s / peak, where the peak is a 2048x2048 matmul measured in
-this same run in the same precision (fp32, and under bf16 autocast). The step timed is a full
-training step: masking, forward, diffusion loss, backward, AdamW.
+this same run in the same precision (fp32, and under bf16 autocast), before and after the
+steps, the better of the two (on a shared virtual machine one measurement can be 20 % low).
+The step timed is a full training step: masking, forward, diffusion loss, backward, AdamW.
+
+`--profile` prints where one step's time goes, op by op, and a bound: the MFU the step would
+reach if everything but the matrix multiplies and the attention kernel took no time at all.
 """
 
 from __future__ import annotations
@@ -30,10 +35,32 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from ddlm.diffusion import diffusion_loss  # noqa: E402
+from ddlm.fused import fused  # noqa: E402
 from ddlm.model import DiffusionLM, ModelConfig  # noqa: E402
 from ddlm.precision import autocast, cpu_has_native_bf16, dtype_name, resolve_amp  # noqa: E402
 
 SHAPES = {"tiny": (16, 256), "seed": (8, 768), "small": (8, 512)}  # (batch, context)
+
+
+def cpu_name() -> str:
+    """The CPU's model name from /proc/cpuinfo, with its family and model numbers (two CPUs
+    can share a name), or what `platform` knows elsewhere."""
+    name, family, model = platform.processor() or platform.machine(), "", ""
+    try:
+        for line in open("/proc/cpuinfo"):
+            key, _, value = line.partition(":")
+            key, value = key.strip(), value.strip()
+            if key == "model name":
+                name = value
+            elif key == "cpu family":
+                family = value
+            elif key == "model":
+                model = value
+            elif not line.strip():
+                break
+    except OSError:
+        pass
+    return f"{name} (family {family} model {model})" if family else name
 
 
 def matmul_peak(dtype: torch.dtype | None, n: int = 2048, repeats: int = 10) -> float:
@@ -49,56 +76,65 @@ def matmul_peak(dtype: torch.dtype | None, n: int = 2048, repeats: int = 10) -> 
     return 2 * n**3 / min(times[2:])
 
 
-def measure(preset: str, dtype, compiled: bool, steps: int) -> dict:
+MODES = ("eager", "fused", "compiled")  # fused: ddlm.fused; compiled: torch.compile(model)
+MATMULS = ("aten::mm", "aten::addmm", "aten::bmm")
+ATTENTION = "scaled_dot_product"  # the SDPA kernels' names contain this
+
+
+def _setup(preset: str, mode: str):
     torch.manual_seed(0)
     batch, ctx = SHAPES[preset]
     model = DiffusionLM(ModelConfig.preset(preset))
-    net = torch.compile(model) if compiled else model
+    net = torch.compile(model) if mode == "compiled" else model
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     x0 = torch.randint(0, 256, (batch, ctx))
-    dev = torch.device("cpu")
+
+    def step(dtype):
+        with fused(mode == "fused"), autocast(torch.device("cpu"), dtype):
+            loss = diffusion_loss(net, x0)
+        with fused(mode == "fused"):
+            loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    return model, step
+
+
+def measure(preset: str, dtype, mode: str, steps: int) -> dict:
+    batch, ctx = SHAPES[preset]
+    model, step = _setup(preset, mode)
     times = []
     for _ in range(steps + 2):  # two warm-up steps (compilation happens there)
         t0 = time.perf_counter()
-        with autocast(dev, dtype):
-            loss = diffusion_loss(net, x0)
-        loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
+        step(dtype)
         times.append(time.perf_counter() - t0)
-    step = statistics.median(times[2:])
-    tok_s = batch * ctx / step
-    return {"tok_s": tok_s, "flops": model.flops_per_token(ctx) * tok_s, "step_s": step}
+    step_s = statistics.median(times[2:])
+    tok_s = batch * ctx / step_s
+    return {"tok_s": tok_s, "flops": model.flops_per_token(ctx) * tok_s, "step_s": step_s}
 
 
-def profile(preset: str, prec: str, dtype, top: int = 12) -> None:
-    """Self CPU time per op over one training step (after two warm-ups), largest first."""
+def profile(preset: str, prec: str, dtype, mode: str, mfu: float, top: int = 12) -> None:
+    """Self CPU time per op over one training step (after two warm-ups), largest first, and
+    the MFU bound when only matmuls and attention took time (`mfu` scaled by their share)."""
     from torch.profiler import ProfilerActivity
     from torch.profiler import profile as torch_profile
 
-    torch.manual_seed(0)
-    batch, ctx = SHAPES[preset]
-    model = DiffusionLM(ModelConfig.preset(preset))
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    x0 = torch.randint(0, 256, (batch, ctx))
-    dev = torch.device("cpu")
-
-    def step():
-        with autocast(dev, dtype):
-            loss = diffusion_loss(model, x0)
-        loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-
-    step(), step()
+    _, step = _setup(preset, mode)
+    step(dtype), step(dtype)
     with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
-        step()
+        step(dtype)
     events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
     total = sum(e.self_cpu_time_total for e in events)
-    print(f"\n{preset} {prec}: one step, {total / 1e6:.2f} s of self CPU time")
+    mm = sum(e.self_cpu_time_total for e in events if e.key in MATMULS)
+    attn = sum(e.self_cpu_time_total for e in events if ATTENTION in e.key)
+    print(f"\n{preset} {prec} {mode}: one step, {total / 1e6:.2f} s of self CPU time")
     for e in events[:top]:
         share = e.self_cpu_time_total / total
         print(f"  {e.key:<52} {e.self_cpu_time_total / 1e6:7.3f} s {share:6.1%} x{e.count}")
+    print(
+        f"  matmuls {mm / total:.0%}, attention {attn / total:.0%}, the rest "
+        f"{1 - (mm + attn) / total:.0%}: with the rest free, MFU <= {mfu * total / (mm + attn):.2f}"
+    )
 
 
 def main() -> None:
@@ -108,6 +144,7 @@ def main() -> None:
     p.add_argument("--presets", default="tiny,seed")
     p.add_argument("--steps", type=int, default=4, help="timed steps per configuration")
     p.add_argument("--compile", action="store_true", help="also measure torch.compile")
+    p.add_argument("--fuse", action="store_true", help="also measure ddlm.fused (TrainConfig.fuse)")
     p.add_argument(
         "--profile",
         action="store_true",
@@ -126,69 +163,69 @@ def main() -> None:
         p.error(f"--precisions takes fp32 and/or bf16, not {args.precisions!r}")
     dtypes = {"fp32": None, "bf16": torch.bfloat16}
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     print(
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} cores, {cpu}"
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} cores, "
+        f"{cpu_name()}"
     )
     auto = dtype_name(resolve_amp("auto", torch.device("cpu")))
     print(
         f"native bf16 (AVX512_BF16 or AMX): {'yes' if native else 'no'}; --amp auto trains in {auto}"
     )
+
     # without native bf16 a 2048^3 bf16 matmul can take a minute: its peak is taken smaller
-    peaks = {
-        x: matmul_peak(dtypes[x], n=2048 if x == "fp32" or native else 512) for x in precisions
-    }
-    print("matmul peak: " + ", ".join(f"{x} {v / 1e9:.1f} GFLOP/s" for x, v in peaks.items()))
+    def peaks_now():
+        return {
+            x: matmul_peak(dtypes[x], n=2048 if x == "fp32" or native else 512) for x in precisions
+        }
+
+    first = peaks_now()
+    results = {}
+    modes = ["eager"] + ["fused"] * args.fuse + ["compiled"] * args.compile
+    for preset in args.presets.split(","):
+        for prec in precisions:
+            for mode in modes:
+                results[(preset, prec, mode)] = measure(preset, dtypes[prec], mode, args.steps)
+    last = peaks_now()
+    peaks = {x: max(first[x], last[x]) for x in precisions}
+    print(
+        "matmul peak (before / after the steps; MFU uses the better): "
+        + ", ".join(f"{x} {first[x] / 1e9:.0f} / {last[x] / 1e9:.0f} GFLOP/s" for x in precisions)
+    )
     print()
     header = f"{'preset':<6} {'B x T':>8} {'precision':>9} {'mode':>8} {'tokens/s':>10} {'GFLOP/s':>9} {'MFU':>6}"
     print(header)
     print("-" * len(header))
-    results = {}
-    modes = [False, True] if args.compile else [False]
-    for preset in args.presets.split(","):
-        for prec in precisions:
-            dtype = dtypes[prec]
-            for compiled in modes:
-                r = measure(preset, dtype, compiled, args.steps)
-                mfu = r["flops"] / peaks[prec]
-                results[(preset, prec, compiled)] = {**r, "mfu": mfu}
-                b, t = SHAPES[preset]
-                mode = "compiled" if compiled else "eager"
-                print(
-                    f"{preset:<6} {f'{b}x{t}':>8} {prec:>9} {mode:>8} {r['tok_s']:>10.0f} "
-                    f"{r['flops'] / 1e9:>9.1f} {mfu:>6.2f}"
-                )
+    for (preset, prec, mode), r in results.items():
+        r["mfu"] = r["flops"] / peaks[prec]
+        b, t = SHAPES[preset]
+        print(
+            f"{preset:<6} {f'{b}x{t}':>8} {prec:>9} {mode:>8} {r['tok_s']:>10.0f} "
+            f"{r['flops'] / 1e9:>9.1f} {r['mfu']:>6.2f}"
+        )
     print()
     for preset in args.presets.split(","):
         if {"fp32", "bf16"} <= set(precisions):
-            fp32, bf16 = results[(preset, "fp32", False)], results[(preset, "bf16", False)]
+            fp32, bf16 = results[(preset, "fp32", "eager")], results[(preset, "bf16", "eager")]
             print(f"{preset}: bf16/fp32 tokens/s ratio {bf16['tok_s'] / fp32['tok_s']:.2f}")
-        if args.compile:
-            for prec in precisions:
-                c, e = results[(preset, prec, True)], results[(preset, prec, False)]
-                print(
-                    f"{preset}: compiled/eager {prec} tokens/s ratio {c['tok_s'] / e['tok_s']:.2f}"
-                )
+        for prec in precisions:
+            for mode in modes[1:]:
+                c, e = results[(preset, prec, mode)], results[(preset, prec, "eager")]
+                print(f"{preset}: {mode}/eager {prec} tokens/s ratio {c['tok_s'] / e['tok_s']:.2f}")
     if args.profile:
         for preset in args.presets.split(","):
             for prec in precisions:
-                profile(preset, prec, dtypes[prec])
+                for mode in [m for m in modes if m != "compiled"]:  # compiled ops hide in kernels
+                    mfu = results[(preset, prec, mode)]["mfu"]
+                    profile(preset, prec, dtypes[prec], mode, mfu)
     if "seed" in args.presets.split(","):
         for prec, goal in (("fp32", 0.8), ("bf16", 0.7)):
             if prec == "bf16" and not native:
                 print("target seed bf16 MFU >= 0.7: does not apply (no native bf16 here)")
             elif prec in precisions:
-                m = results[("seed", prec, False)]["mfu"]
-                print(
-                    f"target seed {prec} MFU >= {goal}: {m:.2f} {'met' if m >= goal else 'not met'}"
-                )
+                for mode in modes:
+                    m = results[("seed", prec, mode)]["mfu"]
+                    met = "met" if m >= goal else "not met"
+                    print(f"target seed {prec} MFU >= {goal} ({mode}): {m:.2f} {met}")
 
 
 if __name__ == "__main__":

@@ -25,6 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import fused
+
 ACTIVATIONS = {"mish": F.mish, "silu": F.silu, "gelu": F.gelu}
 
 
@@ -49,4 +51,6 @@ class GatedFFN(nn.Module):
         # w1 and w3 read the same x, but two matmuls beat one stacked matmul on a CPU: the
         # halves of a stacked output are strided views, and act(gate) * value runs slower on
         # them than the stacked matmul saves (bench/RESULTS.md, 2026-12-01 sitting 4).
+        if self.activation == "mish" and fused.enabled():  # one compiled loop (ddlm.fused)
+            return self.dropout(self.w2(fused.mish_gate(self.w1(x), self.w3(x))))
         return self.dropout(self.w2(self.act(self.w1(x)) * self.w3(x)))

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from . import ar, checkpoint, distributed
+from . import ar, checkpoint, distributed, fused
 from .data import Batcher, corpus_sha256, load_corpus, random_length, split
 from .diffusion import clean_prefix_length
 from .files import write_json
@@ -130,27 +130,31 @@ class Trainer:
         show = self.progress and self.is_main
         bar = tqdm(total=cfg.steps, initial=self.step, disable=not show, desc="train")
         meter, last, status = _Meter(), {}, "complete"
-        try:
-            while self.step < min(cfg.steps, stop_after or cfg.steps) and not self._stop_requested:
-                t0 = time.perf_counter()
-                loss, tokens = self.train_step()
-                self.elapsed += time.perf_counter() - t0
-                self.step += 1
-                self.tokens_seen += tokens
-                meter.add(loss, tokens)
-                bar.update(1)
-                record = self._record(meter)
-                if record is not None:
-                    last = self._emit(record)
-                    bar.set_postfix(loss=f"{last.get('loss', float('nan')):.3f}")
-                    if "val_loss" in last and show:
-                        bar.write(f"step {self.step}: val_loss {last['val_loss']:.4f}")
-                if cfg.ckpt_every and self.step % cfg.ckpt_every == 0 and self.step < cfg.steps:
-                    self.save_checkpoint()
-            if self.step < cfg.steps:
-                status = "stopped" if self.step == stop_after else "interrupted"
-        finally:
-            bar.close()
+        # TrainConfig.fuse: RMSNorm and the Mish gate as compiled loops (ddlm.fused)
+        with fused.fused() if cfg.fuse else nullcontext():
+            try:
+                while (
+                    self.step < min(cfg.steps, stop_after or cfg.steps) and not self._stop_requested
+                ):
+                    t0 = time.perf_counter()
+                    loss, tokens = self.train_step()
+                    self.elapsed += time.perf_counter() - t0
+                    self.step += 1
+                    self.tokens_seen += tokens
+                    meter.add(loss, tokens)
+                    bar.update(1)
+                    record = self._record(meter)
+                    if record is not None:
+                        last = self._emit(record)
+                        bar.set_postfix(loss=f"{last.get('loss', float('nan')):.3f}")
+                        if "val_loss" in last and show:
+                            bar.write(f"step {self.step}: val_loss {last['val_loss']:.4f}")
+                    if cfg.ckpt_every and self.step % cfg.ckpt_every == 0 and self.step < cfg.steps:
+                        self.save_checkpoint()
+                if self.step < cfg.steps:
+                    status = "stopped" if self.step == stop_after else "interrupted"
+            finally:
+                bar.close()
         self.save_checkpoint()
         self.log.close()
         return {**last, "step": self.step, "status": status}

@@ -43,6 +43,12 @@ class TrainConfig:
         "wrap the model in torch.compile (20-60 s of compiling, again per new length): 1.2-1.5x"
         " faster steps on an Intel Xeon with AMX, not on every CPU (bench/RESULTS.md)",
     )
+    fuse: bool = option(
+        False,
+        "run RMSNorm and the Mish gate as one compiled loop each (ddlm.fused; some seconds of"
+        " compiling, again per new length): about 1.1x faster bf16 steps on an Intel Xeon with"
+        " AMX (bench/RESULTS.md)",
+    )
     mask_eps: float = option(DEFAULT_MASK_EPS, "smallest masking rate t (diffusion loss)")
     stratified_t: bool = option(True, "low-discrepancy draw of t across the batch (MDLM)")
     masking: str = option(

@@ -91,8 +91,35 @@ def test_train_throughput_measures_a_step_and_refuses_an_unknown_precision():
 
     bench = _load("train_throughput")
     assert bench.matmul_peak(None, n=64, repeats=1) > 0
-    r = bench.measure("tiny", None, False, steps=1)
+    r = bench.measure("tiny", None, "eager", steps=1)
     assert r["tok_s"] > 0 and r["flops"] > 0 and r["step_s"] > 0
     cmd = [sys.executable, str(BENCH / "train_throughput.py"), "--precisions", "fp16"]
     done = subprocess.run(cmd, capture_output=True, text=True)
     assert done.returncode == 2 and "--precisions takes fp32 and/or bf16" in done.stderr
+
+
+def test_the_original_design_trains_and_counts_its_flops_as_ddlm_does():
+    import math
+    import sys
+
+    from ddlm.model import DiffusionLM, ModelConfig
+
+    sys.path.insert(0, str(BENCH))  # vs_original imports its neighbours
+    try:
+        original = _load("original_design")
+        versus = _load("vs_original")
+    finally:
+        sys.path.remove(str(BENCH))
+    torch.manual_seed(0)
+    model = original.OriginalDesign(dim=32, layers=2, heads=4, latent=8, max_len=64)
+    x0 = torch.randint(0, 256, (2, 16))
+    loss = original.original_loss(model, x0)
+    loss.backward()
+    assert math.isfinite(loss.item()) and all(p.grad is not None for p in model.parameters())
+    # at the original's own size: the FFN is 1536 wide, and its FLOPs are counted by ddlm's
+    # rule (6 per matmul weight, plus attention), which gives seed's count for seed's shape
+    full = original.OriginalDesign()
+    assert full.blocks[0].ffn.w1.out_features == 1536
+    seed = DiffusionLM(ModelConfig.preset("seed"))
+    ours = versus.original_flops_per_token(full, 768)
+    assert ours - 6 * full.matmul_params() == seed.flops_per_token(768) - 6 * seed.matmul_params()
