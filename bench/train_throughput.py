@@ -3,6 +3,7 @@
     python bench/train_throughput.py                     # tiny and seed, fp32 and bf16, eager
     python bench/train_throughput.py --compile           # also torch.compile of the model
     python bench/train_throughput.py --fuse              # also ddlm.fused (TrainConfig.fuse)
+    python bench/train_throughput.py --sdpa-bwd          # also bf16 with SDPA's bf16 backward
     python bench/train_throughput.py --presets tiny --steps 10
     python bench/train_throughput.py --precisions fp32   # a CPU without native bf16 (below)
 
@@ -16,8 +17,12 @@ this same run in the same precision (fp32, and under bf16 autocast), before and 
 steps, the better of the two (on a shared virtual machine one measurement can be 20 % low).
 The step timed is a full training step: masking, forward, diffusion loss, backward, AdamW.
 
-`--profile` prints where one step's time goes, op by op, and a bound: the MFU the step would
-reach if everything but the matrix multiplies and the attention kernel took no time at all.
+`--profile` prints where one step's time goes, op by op, and two bounds. The first is the MFU
+the step would reach if everything but the matrix multiplies and the attention kernel took no
+time at all. The second asks what the attention kernel alone allows: it times one layer's
+attention (forward and backward, `ddlm.sdpa.attend`, the model's own path) at the preset's
+shapes, and adds every matmul of the step at the measured 2048^3 peak and nothing else. No
+step with this kernel can beat that bound on this machine, however well the rest is fused.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from ddlm.diffusion import diffusion_loss  # noqa: E402
 from ddlm.fused import fused  # noqa: E402
 from ddlm.model import DiffusionLM, ModelConfig  # noqa: E402
 from ddlm.precision import autocast, cpu_has_native_bf16, dtype_name, resolve_amp  # noqa: E402
+from ddlm.sdpa import attend, f32_backward  # noqa: E402
 
 SHAPES = {"tiny": (16, 256), "seed": (8, 768), "small": (8, 512)}  # (batch, context)
 
@@ -76,7 +82,9 @@ def matmul_peak(dtype: torch.dtype | None, n: int = 2048, repeats: int = 10) -> 
     return 2 * n**3 / min(times[2:])
 
 
-MODES = ("eager", "fused", "compiled")  # fused: ddlm.fused; compiled: torch.compile(model)
+# fused: ddlm.fused; compiled: torch.compile(model); sdpa-bwd: eager with SDPA's own bf16
+# backward instead of ddlm.sdpa's float32 one (what every bf16 step ran before it)
+MODES = ("eager", "fused", "compiled", "sdpa-bwd")
 MATMULS = ("aten::mm", "aten::addmm", "aten::bmm")
 ATTENTION = "scaled_dot_product"  # the SDPA kernels' names contain this
 
@@ -90,9 +98,9 @@ def _setup(preset: str, mode: str):
     x0 = torch.randint(0, 256, (batch, ctx))
 
     def step(dtype):
-        with fused(mode == "fused"), autocast(torch.device("cpu"), dtype):
-            loss = diffusion_loss(net, x0)
-        with fused(mode == "fused"):
+        with fused(mode == "fused"), f32_backward(mode != "sdpa-bwd"):
+            with autocast(torch.device("cpu"), dtype):
+                loss = diffusion_loss(net, x0)
             loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
@@ -137,6 +145,30 @@ def profile(preset: str, prec: str, dtype, mode: str, mfu: float, top: int = 12)
     )
 
 
+def attention_bound(preset: str, dtype, peak: float, repeats: int = 5) -> tuple[float, float]:
+    """(seconds of attention per training step, the MFU bound it allows): one layer's kernel
+    forward and backward at the preset's shapes times the layer count, plus every matmul of
+    the step at `peak`, with nothing else taking time."""
+    batch, ctx = SHAPES[preset]
+    model = DiffusionLM(ModelConfig.preset(preset))
+    cfg, attn = model.config, model.blocks[0].attn
+    d_qk = cfg.head_dim + getattr(attn, "q_rope_dim", 0)
+    store = torch.bfloat16 if dtype is not None else torch.float32
+    shape = (batch, cfg.n_heads, ctx)
+    q, k = (torch.randn(*shape, d_qk, dtype=store, requires_grad=True) for _ in range(2))
+    v = torch.randn(*shape, cfg.head_dim, dtype=store, requires_grad=True)
+    grad = torch.randn(*shape, cfg.head_dim, dtype=store)
+    times = []
+    for _ in range(repeats + 1):
+        t0 = time.perf_counter()
+        attend(q, k, v).backward(grad)
+        times.append(time.perf_counter() - t0)
+    attn_s = statistics.median(times[1:]) * cfg.n_layers
+    tokens = batch * ctx
+    matmul_s = 3 * 2 * model.matmul_params() * tokens / peak
+    return attn_s, model.flops_per_token(ctx) * tokens / (attn_s + matmul_s) / peak
+
+
 def main() -> None:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -145,6 +177,11 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=4, help="timed steps per configuration")
     p.add_argument("--compile", action="store_true", help="also measure torch.compile")
     p.add_argument("--fuse", action="store_true", help="also measure ddlm.fused (TrainConfig.fuse)")
+    p.add_argument(
+        "--sdpa-bwd",
+        action="store_true",
+        help="also measure bf16 steps with SDPA's own bf16 attention backward (ddlm.sdpa off)",
+    )
     p.add_argument(
         "--profile",
         action="store_true",
@@ -181,9 +218,12 @@ def main() -> None:
     first = peaks_now()
     results = {}
     modes = ["eager"] + ["fused"] * args.fuse + ["compiled"] * args.compile
+    modes += ["sdpa-bwd"] * args.sdpa_bwd
     for preset in args.presets.split(","):
         for prec in precisions:
             for mode in modes:
+                if mode == "sdpa-bwd" and prec == "fp32":
+                    continue  # float32 steps never take ddlm.sdpa's other path
                 results[(preset, prec, mode)] = measure(preset, dtypes[prec], mode, args.steps)
     last = peaks_now()
     peaks = {x: max(first[x], last[x]) for x in precisions}
@@ -208,21 +248,28 @@ def main() -> None:
             fp32, bf16 = results[(preset, "fp32", "eager")], results[(preset, "bf16", "eager")]
             print(f"{preset}: bf16/fp32 tokens/s ratio {bf16['tok_s'] / fp32['tok_s']:.2f}")
         for prec in precisions:
-            for mode in modes[1:]:
+            for mode in [m for m in modes[1:] if (preset, prec, m) in results]:
                 c, e = results[(preset, prec, mode)], results[(preset, prec, "eager")]
                 print(f"{preset}: {mode}/eager {prec} tokens/s ratio {c['tok_s'] / e['tok_s']:.2f}")
     if args.profile:
         for preset in args.presets.split(","):
             for prec in precisions:
-                for mode in [m for m in modes if m != "compiled"]:  # compiled ops hide in kernels
+                # compiled ops hide in kernels
+                for mode in [m for m in modes if m != "compiled" and (preset, prec, m) in results]:
                     mfu = results[(preset, prec, mode)]["mfu"]
                     profile(preset, prec, dtypes[prec], mode, mfu)
+                attn_s, bound = attention_bound(preset, dtypes[prec], peaks[prec])
+                print(
+                    f"{preset} {prec}: the attention kernel takes {attn_s:.2f} s of a step "
+                    f"(forward and backward, every layer); with every matmul at the {prec} "
+                    f"peak and nothing else taking time, MFU <= {bound:.2f}"
+                )
     if "seed" in args.presets.split(","):
         for prec, goal in (("fp32", 0.8), ("bf16", 0.7)):
             if prec == "bf16" and not native:
                 print("target seed bf16 MFU >= 0.7: does not apply (no native bf16 here)")
             elif prec in precisions:
-                for mode in modes:
+                for mode in [m for m in modes if ("seed", prec, m) in results]:
                     m = results[("seed", prec, mode)]["mfu"]
                     met = "met" if m >= goal else "not met"
                     print(f"target seed {prec} MFU >= {goal} ({mode}): {m:.2f} {met}")

@@ -25,7 +25,8 @@ and optionally queries through a latent of their own (q_latent_dim). Two RoPE mo
   The cache is c_kv plus k_R: kv_latent_dim + rope_dim numbers per token.
 
 Both are bidirectional by default (a mask predictor sees the whole sequence); `causal=True`
-gives the autoregressive baseline. The kernel is `F.scaled_dot_product_attention`.
+gives the autoregressive baseline. The kernel is `F.scaled_dot_product_attention`, called
+through `ddlm.sdpa.attend` (on a CPU in bf16 training it runs the kernel's backward in float32).
 
 Prefix cache (used by the sampler, `generate(..., cache="prefix")`): with a `LayerCache` in
 "record" mode a full forward pass stores what the layer needs from the first `prefix_len`
@@ -46,11 +47,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .norm import RMSNorm
 from .rope import RotaryEmbedding, apply_rope
+from .sdpa import attend
 
 
 def build_attention_mask(
@@ -153,13 +154,13 @@ class _AttentionBase(nn.Module):
             # Queries are the last T of S positions (a cached prefix precedes them): query i
             # may see keys 0..S-T+i. SDPA's is_causal would align them top-left instead.
             mask = torch.ones(T, S, dtype=torch.bool, device=q.device).tril(diagonal=S - T)
-        y = F.scaled_dot_product_attention(
+        y = attend(
             q,
             k,
             v,
-            attn_mask=mask,
+            mask,
             is_causal=self.causal and mask is None,
-            dropout_p=self.dropout if self.training else 0.0,
+            dropout=self.dropout if self.training else 0.0,
         )
         B, H, T, dv = y.shape
         return y.transpose(1, 2).reshape(B, T, H * dv)

@@ -93,6 +93,11 @@ def test_train_throughput_measures_a_step_and_refuses_an_unknown_precision():
     assert bench.matmul_peak(None, n=64, repeats=1) > 0
     r = bench.measure("tiny", None, "eager", steps=1)
     assert r["tok_s"] > 0 and r["flops"] > 0 and r["step_s"] > 0
+    # the attention bound: attention takes real time, so against a faster peak the matmuls
+    # shrink and the fixed attention time weighs more: the bound falls
+    attn_s, bound = bench.attention_bound("tiny", None, peak=1e11, repeats=1)
+    _, faster_peak = bench.attention_bound("tiny", None, peak=1e13, repeats=1)
+    assert attn_s > 0 and 0 < faster_peak < bound
     cmd = [sys.executable, str(BENCH / "train_throughput.py"), "--precisions", "fp16"]
     done = subprocess.run(cmd, capture_output=True, text=True)
     assert done.returncode == 2 and "--precisions takes fp32 and/or bf16" in done.stderr
