@@ -227,6 +227,10 @@ def main() -> None:
                 results[(preset, prec, mode)] = measure(preset, dtypes[prec], mode, args.steps)
     last = peaks_now()
     peaks = {x: max(first[x], last[x]) for x in precisions}
+
+    def measured(preset: str, prec: str) -> list[str]:  # sdpa-bwd has no float32 row
+        return [m for m in modes if (preset, prec, m) in results]
+
     print(
         "matmul peak (before / after the steps; MFU uses the better): "
         + ", ".join(f"{x} {first[x] / 1e9:.0f} / {last[x] / 1e9:.0f} GFLOP/s" for x in precisions)
@@ -248,14 +252,14 @@ def main() -> None:
             fp32, bf16 = results[(preset, "fp32", "eager")], results[(preset, "bf16", "eager")]
             print(f"{preset}: bf16/fp32 tokens/s ratio {bf16['tok_s'] / fp32['tok_s']:.2f}")
         for prec in precisions:
-            for mode in [m for m in modes[1:] if (preset, prec, m) in results]:
+            for mode in measured(preset, prec)[1:]:
                 c, e = results[(preset, prec, mode)], results[(preset, prec, "eager")]
                 print(f"{preset}: {mode}/eager {prec} tokens/s ratio {c['tok_s'] / e['tok_s']:.2f}")
     if args.profile:
         for preset in args.presets.split(","):
             for prec in precisions:
                 # compiled ops hide in kernels
-                for mode in [m for m in modes if m != "compiled" and (preset, prec, m) in results]:
+                for mode in [m for m in measured(preset, prec) if m != "compiled"]:
                     mfu = results[(preset, prec, mode)]["mfu"]
                     profile(preset, prec, dtypes[prec], mode, mfu)
                 attn_s, bound = attention_bound(preset, dtypes[prec], peaks[prec])
@@ -269,7 +273,7 @@ def main() -> None:
             if prec == "bf16" and not native:
                 print("target seed bf16 MFU >= 0.7: does not apply (no native bf16 here)")
             elif prec in precisions:
-                for mode in [m for m in modes if ("seed", prec, m) in results]:
+                for mode in measured("seed", prec):
                     m = results[("seed", prec, mode)]["mfu"]
                     met = "met" if m >= goal else "not met"
                     print(f"target seed {prec} MFU >= {goal} ({mode}): {m:.2f} {met}")
