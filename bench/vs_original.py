@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import shlex
 import statistics
 import sys
 import time
@@ -142,6 +143,8 @@ def main() -> None:
     )
     if args.json:
         facts = {
+            "command": "python " + shlex.join(sys.argv),
+            "date": time.strftime("%Y-%m-%d"),
             "cpu": cpu_name(),
             "torch": torch.__version__,
             "python": platform.python_version(),

@@ -4,6 +4,7 @@ timing is asserted (the benches print timings; tests only check that they can)."
 import importlib.util
 from pathlib import Path
 
+import pytest
 import torch
 
 BENCH = Path(__file__).resolve().parent.parent / "bench"
@@ -30,10 +31,24 @@ def test_attention_kernels_agree_and_are_timed():
     bench = _load("attention_kernels")
     q, k, v = (torch.randn(1, 2, 8, 4) for _ in range(3))
     ref = bench.written_out(q, k, v)
-    for fn in (bench.flash, bench.math_kernel):
+    for fn in (bench.flash, bench.math_kernel, bench.attend):
         torch.testing.assert_close(fn(q, k, v), ref, rtol=1e-4, atol=1e-5)
     t = bench.time_kernels((1, 2, 8, 4), torch.float32, repeats=1)
     assert sorted(t) == sorted(bench.KERNELS) and all(s > 0 for s in t.values())
+
+
+@pytest.mark.slow
+def test_attention_kernels_compiled_row_matches_the_written_out_form(tmp_path, monkeypatch):
+    monkeypatch.setenv("TMPDIR", str(tmp_path))  # inductor's cache
+    bench = _load("attention_kernels")
+    q, k, v = (torch.randn(1, 2, 8, 4, requires_grad=True) for _ in range(3))
+    compiled = bench.compiled_written_out()
+    out, ref = compiled(q, k, v), bench.written_out(q, k, v)
+    torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-5)
+    got = torch.autograd.grad(out.sum(), (q, k, v))
+    want = torch.autograd.grad(ref.sum(), (q, k, v))
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-5)
 
 
 def test_short_prompt_bench_records_the_weights_it_measured(tmp_path):
