@@ -10,7 +10,13 @@
 On a CPU without native bf16 (no AVX512_BF16 or AMX in /proc/cpuinfo) bf16 autocast can be
 two orders of magnitude slower than float32 (a 2048^3 matmul at about 1 GFLOP/s on an AMD EPYC
 with AVX2 only, bench/RESULTS.md): there `--amp auto` trains in float32, and bf16 is worth
-timing only with `--precisions fp32,bf16 --presets tiny`.
+timing only with `--precisions fp32,bf16 --presets tiny`. To time such a CPU on one that has
+them, limit the instruction sets PyTorch's kernels may use (`isa_limits`; the output says so):
+
+    ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2 \
+        python bench/train_throughput.py --presets seed
+
+(an emulation: the caches, memory and clocks stay this machine's).
 
 MFU = flops_per_token() * tokens/s / peak, where the peak is a 2048x2048 matmul measured in
 this same run in the same precision (fp32, and under bf16 autocast), before and after the
@@ -30,6 +36,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import shlex
 import statistics
 import sys
 import time
@@ -66,7 +73,26 @@ def cpu_name() -> str:
                 break
     except OSError:
         pass
-    return f"{name} (family {family} model {model})" if family else name
+    name = f"{name} (family {family} model {model})" if family else name
+    return name + isa_limits()
+
+
+# Environment variables that restrict the instruction sets PyTorch's kernels use: ATen's
+# vectorised kernels, oneDNN (bf16 matmuls, some convolutions) and MKL (float32 matmuls). All
+# three at AVX2 make an AVX512/AMX machine time like a CPU with AVX2 alone (bench/RESULTS.md).
+ISA_VARIABLES = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS")
+
+
+def command_line() -> str:
+    """This process's command as one shell line, with any instruction-set limits in front."""
+    limits = [f"{k}={os.environ[k]}" for k in ISA_VARIABLES if os.environ.get(k)]
+    return " ".join([*limits, "python", shlex.join(sys.argv)])
+
+
+def isa_limits() -> str:
+    """', instruction sets limited by ...' naming the variables set, or ''."""
+    set_ = [f"{k}={os.environ[k]}" for k in ISA_VARIABLES if os.environ.get(k)]
+    return f", instruction sets limited by {' '.join(set_)}" if set_ else ""
 
 
 def matmul_peak(dtype: torch.dtype | None, n: int = 2048, repeats: int = 10) -> float:

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import shlex
 import statistics
 import sys
 import time
@@ -36,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from original_design import OriginalDesign, original_loss  # noqa: E402
-from train_throughput import cpu_name, matmul_peak  # noqa: E402
+from train_throughput import command_line, cpu_name, matmul_peak  # noqa: E402
 
 from ddlm.diffusion import diffusion_loss  # noqa: E402
 from ddlm.fused import fused  # noqa: E402
@@ -143,7 +142,7 @@ def main() -> None:
     )
     if args.json:
         facts = {
-            "command": "python " + shlex.join(sys.argv),
+            "command": command_line(),
             "date": time.strftime("%Y-%m-%d"),
             "cpu": cpu_name(),
             "torch": torch.__version__,

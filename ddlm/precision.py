@@ -19,6 +19,7 @@ those flags and float32 elsewhere (bench/RESULTS.md).
 from __future__ import annotations
 
 import contextlib
+import os
 from pathlib import Path
 
 import torch
@@ -44,8 +45,20 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     raise ValueError(f"unknown device {device!r}; choose one of {DEVICES}")
 
 
+# oneDNN's instruction-set names below its first with native bf16 (AVX512_CORE_BF16). With
+# ONEDNN_MAX_CPU_ISA set to one of them, oneDNN (which runs PyTorch's bf16 matmuls on a CPU)
+# falls back to slow bf16 paths, as on a CPU that lacks the instructions.
+_ONEDNN_ISAS_WITHOUT_BF16 = {
+    "SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE", "AVX512_CORE_VNNI"
+}  # fmt: skip
+
+
 def cpu_has_native_bf16() -> bool:
-    """True if the CPU has bf16 matrix instructions (AVX512_BF16 or AMX), per /proc/cpuinfo."""
+    """True if the CPU has bf16 matrix instructions (AVX512_BF16 or AMX), per /proc/cpuinfo,
+    and oneDNN may use them (no `ONEDNN_MAX_CPU_ISA` below AVX512_CORE_BF16 in the
+    environment; `bench/RESULTS.md` uses that variable to time a CPU without them)."""
+    if os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper() in _ONEDNN_ISAS_WITHOUT_BF16:
+        return False
     try:
         flags = Path("/proc/cpuinfo").read_text()
     except OSError:  # not Linux: we cannot tell, so we do not assume it

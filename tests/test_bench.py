@@ -143,3 +143,17 @@ def test_the_original_design_trains_and_counts_its_flops_as_ddlm_does():
     seed = DiffusionLM(ModelConfig.preset("seed"))
     ours = versus.original_flops_per_token(full, 768)
     assert ours - 6 * full.matmul_params() == seed.flops_per_token(768) - 6 * seed.matmul_params()
+
+
+def test_benches_name_the_instruction_set_limits_they_ran_under(monkeypatch):
+    bench = _load("train_throughput")
+    for k in bench.ISA_VARIABLES:
+        monkeypatch.delenv(k, raising=False)
+    assert bench.isa_limits() == "" and bench.command_line().startswith("python ")
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    monkeypatch.setenv("ATEN_CPU_CAPABILITY", "avx2")
+    assert bench.isa_limits().endswith("ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2")
+    assert bench.command_line().startswith(
+        "ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 python "
+    )
+    assert bench.isa_limits() in bench.cpu_name()

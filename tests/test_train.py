@@ -275,6 +275,19 @@ def test_amp_auto_follows_the_cpu(monkeypatch):
     assert precision.resolve_amp("bf16", cpu) == torch.bfloat16  # asked for: always honoured
 
 
+def test_a_onednn_isa_without_bf16_turns_native_bf16_off(monkeypatch):
+    import ddlm.precision as precision
+
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    hardware = precision.cpu_has_native_bf16()  # what /proc/cpuinfo says
+    for isa in ("AVX2", "avx512_core", "AVX512_CORE_VNNI"):
+        monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", isa)
+        assert precision.cpu_has_native_bf16() is False, isa
+    for isa in ("AVX512_CORE_BF16", "AVX512_CORE_AMX", "ALL", ""):
+        monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", isa)
+        assert precision.cpu_has_native_bf16() is hardware, isa
+
+
 def test_the_run_records_what_auto_chose_and_which_corpus(tmp_path, small_corpus):
     import hashlib
 
