@@ -83,16 +83,20 @@ def cpu_name() -> str:
 ISA_VARIABLES = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS")
 
 
+def _isa_settings() -> list[str]:
+    """The ISA_VARIABLES set in this environment, as KEY=value."""
+    return [f"{k}={os.environ[k]}" for k in ISA_VARIABLES if os.environ.get(k)]
+
+
 def command_line() -> str:
     """This process's command as one shell line, with any instruction-set limits in front."""
-    limits = [f"{k}={os.environ[k]}" for k in ISA_VARIABLES if os.environ.get(k)]
-    return " ".join([*limits, "python", shlex.join(sys.argv)])
+    return " ".join([*_isa_settings(), "python", shlex.join(sys.argv)])
 
 
 def isa_limits() -> str:
     """', instruction sets limited by ...' naming the variables set, or ''."""
-    set_ = [f"{k}={os.environ[k]}" for k in ISA_VARIABLES if os.environ.get(k)]
-    return f", instruction sets limited by {' '.join(set_)}" if set_ else ""
+    settings = _isa_settings()
+    return f", instruction sets limited by {' '.join(settings)}" if settings else ""
 
 
 def matmul_peak(dtype: torch.dtype | None, n: int = 2048, repeats: int = 10) -> float:
