@@ -266,7 +266,7 @@ def _loaded(args):
     from .precision import autocast, resolve_amp, resolve_device
     from .sampling import SamplerConfig
 
-    config = SamplerConfig(**overrides(args, SamplerConfig))
+    config = SamplerConfig.preset(args.sampler, **overrides(args, SamplerConfig))
 
     device = resolve_device(args.device)
     model = DiffusionLM.from_pretrained(args.checkpoint, map_location=device)
@@ -318,8 +318,16 @@ def cmd_infill(args: argparse.Namespace) -> int:
 
 
 def _sampling_options(p: argparse.ArgumentParser) -> None:
-    from .sampling import SamplerConfig
+    from .sampler_config import SAMPLER_PRESETS, SamplerConfig
 
+    p.add_argument(
+        "--sampler",
+        default=SAMPLER_PRESETS[0],
+        choices=SAMPLER_PRESETS,
+        help="a named sampler preset, which the options below then change: 'tiny' (the "
+        "shipped default, tuned for a 2.5 M-parameter model) or 'llada' (LLaDA's rule: "
+        "reveal the most probable guesses, no helpers) (default: tiny)",
+    )
     p.add_argument(
         "--checkpoint",
         default="tiny",

@@ -15,6 +15,7 @@ from .configs import option
 STRATEGIES = ("low_confidence", "random")
 CONFIDENCES = ("probability", "margin", "entropy", "pmi")
 CACHES = (None, "prefix", "dual")
+SAMPLER_PRESETS = ("tiny", "llada")  # classmethods of SamplerConfig; the first is the default
 
 
 @dataclass(frozen=True)
@@ -150,6 +151,30 @@ class SamplerConfig:
             raise bad("guidance", "must be >= 0 (0 = off)")
         if self.guidance and self.cache is not None:
             raise bad("guidance", "needs the whole sequence each step; use it without a cache")
+
+    # ---- named presets ------------------------------------------------------------------
+
+    @classmethod
+    def llada(cls, **options) -> SamplerConfig:
+        """LLaDA's sampler (arXiv 2502.09992, `generate.py`): reveal the masks whose guess has
+        the highest probability, with none of the helpers a tiny model needs (no PMI ranking,
+        no gap between one step's reveals, no no-repeat rule, no reading-order bias)."""
+        llada = dict(confidence="probability", min_gap=0, no_repeat=0, order_bias=0.0)
+        return cls(**{**llada, **options})
+
+    @classmethod
+    def tiny(cls, **options) -> SamplerConfig:
+        """The shipped default, tuned for the 2.5 M-parameter `tiny` model: LLaDA's loop with
+        PMI ranking, one step's reveals 12 positions apart, no 12-byte repeats and a soft
+        left-to-right order (notebook 09 derives each). `SamplerConfig()` is the same."""
+        return cls(**options)
+
+    @classmethod
+    def preset(cls, name: str, **options) -> SamplerConfig:
+        """The preset called `name` (one of `SAMPLER_PRESETS`), with some fields changed."""
+        if name not in SAMPLER_PRESETS:
+            raise ValueError(f"unknown sampler preset {name!r}; choose one of {SAMPLER_PRESETS}")
+        return getattr(cls, name)(**options)
 
     def with_options(self, **options) -> SamplerConfig:
         """A copy with some fields changed (validated again); unknown names are an error."""

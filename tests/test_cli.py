@@ -368,3 +368,26 @@ def test_stop_after_ends_a_sitting_and_resume_finishes_the_run(tmp_path, capsys)
         train(out, "--steps", "6", "--resume", "--stop-after", "2")
     assert train(out, "--steps", "6", "--resume") == 0
     assert read_state(out)["step"] == 6
+
+
+def test_sampler_preset_on_the_command_line(capsys):
+    # --sampler llada is the same sampler as LLaDA's four fields spelled out, and an option
+    # given after it still changes its field.
+    base = ["sample", "--checkpoint", "tiny", "--prompt", "The ", "--length", "8", "--steps", "4"]
+    assert main(base + ["--sampler", "llada"]) == 0
+    by_name = capsys.readouterr().out
+    spelled = ["--confidence", "probability", "--min-gap", "0", "--no-repeat", "0"]
+    assert main(base + spelled + ["--order-bias", "0"]) == 0
+    assert capsys.readouterr().out == by_name
+    assert main(base + ["--sampler", "llada", "--confidence", "pmi"]) == 0
+    pmi = capsys.readouterr().out
+    assert (
+        main(
+            base
+            + ["--confidence", "pmi", "--min-gap", "0", "--no-repeat", "0", "--order-bias", "0"]
+        )
+        == 0
+    )
+    assert capsys.readouterr().out == pmi
+    with pytest.raises(SystemExit):
+        main(base + ["--sampler", "bogus"])

@@ -727,3 +727,22 @@ def test_replace_repeats_writes_the_likeliest_byte_that_makes_no_copy():
     assert torch.equal(replace_repeats(ids, pred, reveal, logits, 8), pred)  # too short for runs
     mixed = replace_repeats(ids, pred, reveal & False, logits, 3)
     assert torch.equal(mixed, pred)  # only reveals are touched
+
+
+def test_sampler_presets_name_the_same_configs_as_their_fields():
+    # The presets are spelled once, in SamplerConfig; here each is compared with its fields
+    # written out, so that a preset drifting from what its docstring promises fails.
+    from ddlm.sampler_config import SAMPLER_PRESETS
+
+    assert SamplerConfig.tiny() == SamplerConfig()
+    llada = SamplerConfig.llada()
+    assert (llada.confidence, llada.min_gap, llada.no_repeat, llada.order_bias) == (
+        "probability",
+        0,
+        0,
+        0.0,
+    )
+    assert SamplerConfig.preset("llada", steps=8) == SamplerConfig.llada(steps=8)
+    assert set(SAMPLER_PRESETS) == {"tiny", "llada"}
+    with pytest.raises(ValueError, match="unknown sampler preset"):
+        SamplerConfig.preset("bogus")
