@@ -307,7 +307,9 @@ def test_complementary_masks_score_every_byte_once_and_estimate_the_same_bound()
     real = torch.ones(6, 40, dtype=torch.bool)
     real[:, :5] = False  # a clean prompt: never masked
     t = sample_times(3, eps=1e-3, generator=torch.Generator().manual_seed(0))
-    x, r, _, tt, xt, masked = complementary_masks(x0, real, None, t, 1e-3, torch.Generator())
+    draw = complementary_masks(x0, real, None, t, 1e-3, torch.Generator())
+    x, r, tt, xt, masked = draw.x0, draw.real, draw.t, draw.xt, draw.masked
+    assert draw.attention_mask is None and torch.equal(draw.share, tt)
     assert torch.equal(x[:3], x[3:]) and torch.equal(x[:3], x0[:3])
     assert torch.equal(masked[:3] ^ masked[3:], r[:3])  # each real byte masked in one copy
     assert not (masked[:3] & masked[3:]).any() and not masked[:, :5].any()
