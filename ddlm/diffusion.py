@@ -242,7 +242,7 @@ class MaskDraw(NamedTuple):
     t: torch.Tensor  # (B,) each row's masking rate
     xt: torch.Tensor  # (B, T) x0 with MASK_ID at the masked positions
     masked: torch.Tensor  # (B, T) bool
-    share: torch.Tensor  # (B,) the share of `real` masked (in expectation): the 1/t of the ELBO
+    share: torch.Tensor  # (B,) the share of `real` masked (in expectation): the ELBO divides by it
 
 
 def rate_masks(
