@@ -47,11 +47,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from ddlm import SamplerConfig, generate, load_pretrained  # noqa: E402
-from ddlm.ar import continuation_bits_per_byte  # noqa: E402
 from ddlm.data import load_corpus, split  # noqa: E402
 from ddlm.files import sha256_file  # noqa: E402
 from ddlm.model import WEIGHTS_NAME, resolve_checkpoint  # noqa: E402
-from ddlm.quality import distinct_ngrams  # noqa: E402
+from ddlm.provenance import code_provenance  # noqa: E402
+from ddlm.quality import continuation_bits_per_byte, distinct_ngrams  # noqa: E402
 
 WORD = re.compile(rb"[A-Za-z]{2,}")
 
@@ -284,6 +284,7 @@ def main() -> None:
         out = {
             "command": "python " + shlex.join(sys.argv),
             "checkpoint": a.checkpoint,
+            "provenance": code_provenance(),  # the revision and the package code measured
             # Which weights were measured, so a result left over from older weights is caught.
             "weights_sha256": sha256_file(resolve_checkpoint(a.checkpoint) / WEIGHTS_NAME),
             "judge_weights_sha256": sha256_file(resolve_checkpoint("tiny-ar") / WEIGHTS_NAME),

@@ -45,6 +45,7 @@ from ddlm.diffusion import diffusion_loss  # noqa: E402
 from ddlm.fused import fused  # noqa: E402
 from ddlm.model import DiffusionLM, ModelConfig  # noqa: E402
 from ddlm.precision import autocast, cpu_has_native_bf16, dtype_name, resolve_amp  # noqa: E402
+from ddlm.provenance import code_provenance  # noqa: E402
 
 BATCH, CTX, ACCUM = 8, 768, 2  # the original's batch_size, max_length, gradient_accumulation_steps
 
@@ -151,6 +152,7 @@ def main() -> None:
         facts = {
             "command": command_line(),
             "date": time.strftime("%Y-%m-%d"),
+            "provenance": code_provenance(),
             "cpu": cpu_name(),
             "torch": torch.__version__,
             "python": platform.python_version(),

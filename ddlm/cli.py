@@ -115,8 +115,8 @@ def _fit_until_signalled(trainer, stop_after: int | None = None) -> tuple[dict, 
 def cmd_train(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
-    from .ar import is_autoregressive
     from .callbacks import LogSamples
+    from .objectives import is_autoregressive
     from .train import Trainer
 
     out = Path(args.out)
@@ -179,7 +179,7 @@ def _weights_sha256(checkpoint: str) -> str:
 def cmd_eval(args: argparse.Namespace) -> int:
     import torch
 
-    from . import ar
+    from . import objectives
     from .data import corpus_sha256, load_corpus, split
     from .model import DiffusionLM
     from .precision import resolve_device
@@ -202,7 +202,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         seq_len, why = _trained_length(args.checkpoint, model)
     t0 = time.perf_counter()
     with torch.no_grad():
-        r = ar.evaluate(
+        r = objectives.evaluate(
             model,
             data,
             seq_len,
@@ -214,7 +214,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         )
     result = {
         **r.to_dict(),
-        "arch": "ar" if ar.is_autoregressive(model) else "diffusion",
+        "arch": "ar" if objectives.is_autoregressive(model) else "diffusion",
         "split": args.split,
         "data": str(args.data),
         "seq_len": seq_len,
@@ -280,7 +280,7 @@ def _show_step(step: int, state) -> None:
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
-    from .ar import sample
+    from .objectives import sample
 
     config, model, precision = _loaded(args)
     with precision:

@@ -2,11 +2,11 @@
 
 The loop only (minGPT's shape): draw a batch, compute the loss, accumulate, clip, step the
 optimizer, follow the schedule, and tell the callbacks. Everything else is someone else's:
-the loss is `ar.loss` (the masked-diffusion loss, or next-byte cross-entropy for a
+the loss is `objectives.loss` (the masked-diffusion loss, or next-byte cross-entropy for a
 `causal=True` twin), batch shaping is `data.random_length` and
 `diffusion.clean_prefix_length`, the run directory is `checkpoint`, processes under
 torchrun are `distributed`, and logged samples and live plots are callbacks
-(`callbacks.LogSamples`, `widgets.LivePlot`).
+(`callbacks.LogSamples`, `widgets.loss_plot`).
 
 Resuming restores weights, optimizer moments, gradient-scaler state, the step, and every
 random generator (data crops, masking, dropout), so on CPU in float32 a resumed run is
@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from . import ar, checkpoint, distributed, fused
+from . import checkpoint, distributed, fused, objectives
 from .data import Batcher, corpus_sha256, load_corpus, random_length, split
 from .diffusion import clean_prefix_length
 from .files import write_json
@@ -81,7 +81,7 @@ class Trainer:
                 f"TrainConfig.seq_len={train.seq_len} exceeds the model's max_seq_len="
                 f"{model.config.max_seq_len}"
             )
-        ar.check_diffusion_options(
+        objectives.check_diffusion_options(
             model, prompt_frac=train.prompt_frac, clean_prefix_frac=train.clean_prefix_frac
         )
         self.model = model.to(self.device)
@@ -215,7 +215,7 @@ class Trainer:
         # Training draws the clean prefix (and t stratified or not); evaluation keeps it fixed.
         cfg = self.cfg
         prefix = cfg.clean_prefix_frac if train else 0.0
-        return ar.loss(
+        return objectives.loss(
             net,
             self.model,
             x0,

@@ -98,7 +98,9 @@ def test_non_finite_loss_skips_the_step(small_corpus, monkeypatch):
     t = Trainer(tiny_config(), cfg(steps=3), small_corpus, progress=False)
     before = {k: v.clone() for k, v in t.model.state_dict().items()}
     monkeypatch.setattr(
-        ddlm.ar, "diffusion_loss", lambda *a, **k: torch.tensor(float("nan"), requires_grad=True)
+        ddlm.objectives,
+        "diffusion_loss",
+        lambda *a, **k: torch.tensor(float("nan"), requires_grad=True),
     )
     t.fit()
     assert t.skipped_steps == 3
