@@ -354,9 +354,9 @@ class Trainer:
         if change and not new_data:
             was, now = change["from"], change["to"]
             raise CheckpointError(
-                f"the run in {self.out_dir} trained on another corpus (sha256 {was['sha256']}, "
-                f"size {was['size']}) than this one (sha256 {now['sha256']}, size {now['size']}); "
-                "resume on the same data, or pass new_data=True (--new-data) to go on with this one"
+                f"the run in {self.out_dir} trained on a corpus with sha256 {was['sha256']} "
+                f"(size {was['size']}); this one has sha256 {now['sha256']} (size {now['size']}):"
+                " resume on the same data, or pass new_data=True (--new-data) to go on with it"
             )
         recorded = (self.run.train_config() or {}).get("run", {}).get("data_changes", [])
         self.data_changes = recorded + ([change] if change and change not in recorded else [])
