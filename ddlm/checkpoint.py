@@ -126,12 +126,9 @@ class RunDir:
             f"{self.path} holds no training state ({self.POINTER}) to resume from"
         )
 
-    def load(
-        self, model: DiffusionLM, optimizer: torch.optim.Optimizer
-    ) -> tuple[dict, dict[str, torch.Tensor]]:
-        """Restore the current checkpoint into `model` and `optimizer`; return (state,
-        tensors) with the optimizer's own tensors removed, for the caller's counters and RNG
-        states."""
+    def load(self, model: DiffusionLM, optimizer: torch.optim.Optimizer) -> dict:
+        """Restore the current checkpoint into `model` and `optimizer`, and return the rest
+        of what `save` was given (tensors among the values)."""
         folder = self._current()
         state = read_json(folder / self.STATE_JSON)
         clash = differences(self.model_config(state), model.config.to_dict())
@@ -142,8 +139,8 @@ class RunDir:
             )
         tensors = load_tensors(folder / self.STATE_TENSORS)
         model.load_weights(load_tensors(folder / WEIGHTS_NAME), str(folder / WEIGHTS_NAME))
-        _optimizer_from_tensors(optimizer, tensors, state["optimizer"])
-        return state, {k: v for k, v in tensors.items() if not k.startswith("optim.")}
+        _optimizer_from_tensors(optimizer, tensors, state.pop("optimizer"))
+        return {**state, **{k: v for k, v in tensors.items() if not k.startswith("optim.")}}
 
     # ---- writing (under lock()) -----------------------------------------------------
 
@@ -161,18 +158,17 @@ class RunDir:
             write_json(self.path / self.TRAIN_CONFIG, record)
 
     def save(
-        self,
-        model: DiffusionLM,
-        optimizer: torch.optim.Optimizer,
-        state: dict[str, Any],
-        tensors: dict[str, torch.Tensor],
+        self, model: DiffusionLM, optimizer: torch.optim.Optimizer, state: dict[str, Any]
     ) -> None:
-        """Write one checkpoint: `state` (JSON-able, must hold "step") and `tensors` (RNG
-        states and the like) beside the weights and the optimizer, then switch to it. On any
-        failure the half-written folder is removed and the pointer stays where it was."""
+        """Write one checkpoint: `state` (must hold "step"; its tensors, such as RNG states,
+        go to safetensors, the rest to JSON) beside the weights and the optimizer, then
+        switch to it. On any failure the half-written folder is removed and the pointer
+        stays where it was."""
         step = int(state["step"])
         folder = self.folder(step)
         opt_tensors, opt_meta = _optimizer_to_tensors(optimizer)
+        tensors = {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
+        state = {k: v for k, v in state.items() if k not in tensors}
         meta = {"step": str(step)}
         with self._reported():
             try:

@@ -79,7 +79,7 @@ class Trainer:
         self.amp_dtype = resolve_amp(train.amp, self.device)
         corpus = data if isinstance(data, torch.Tensor) else load_corpus(data, eos=train.eos)
         self.train_data, self.val_data = split(corpus, train.val_fraction)
-        self.corpus = {"sha256": corpus_sha256(corpus), "size": len(corpus)}
+        self.corpus_id = {"sha256": corpus_sha256(corpus), "size": len(corpus)}
         torch.manual_seed(train.seed)
         model = DiffusionLM(model) if isinstance(model, ModelConfig) else model
         if train.seq_len > model.config.max_seq_len:
@@ -293,7 +293,7 @@ class Trainer:
         facts = {
             "amp": dtype_name(self.amp_dtype),
             "device": str(self.device),
-            "corpus_sha256": self.corpus["sha256"],
+            "corpus_sha256": self.corpus_id["sha256"],
         }
         if corpus.dtype == torch.uint8:
             facts["corpus_bytes"] = len(corpus)
@@ -322,35 +322,56 @@ class Trainer:
         if self.run is None or self._on_disk == self.step:
             return
         if self.writer is not None:
-            tensors = {
-                "rng.torch": torch.get_rng_state(),
-                "rng.data": self.batcher.state(),
-                "rng.mask": self.mask_gen.get_state(),
-            }
-            if self.device.type == "cuda":
-                tensors["rng.cuda"] = torch.cuda.get_rng_state(self.device)
             state = {
-                "step": self.step,
-                "tokens_seen": self.tokens_seen,
-                "skipped_steps": self.skipped_steps,
-                "elapsed_s": self.elapsed,
-                "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
+                **self.state_dict(),
                 "train_config": self.cfg.to_dict(),
                 "model_config": self.model.config.to_dict(),
                 "world_size": self.world.size,
-                "corpus": self.corpus,
+                "corpus": self.corpus_id,
             }
             self.saving = True  # the command line's second Ctrl-C waits for the save
             try:
-                self.writer.save(self.model, self.optimizer, state, tensors)
+                self.writer.save(self.model, self.optimizer, state)
             finally:
                 self.saving = False
         distributed.barrier(self.world)
         self._on_disk = self.step
 
+    def state_dict(self) -> dict:
+        """The loop's own state: counters, the gradient scaler and every random generator
+        (data crops, masks, dropout; tensors among the values). With the model's and the
+        optimizer's state, it is all a checkpoint holds."""
+        state = {
+            "step": self.step,
+            "tokens_seen": self.tokens_seen,
+            "skipped_steps": self.skipped_steps,
+            "elapsed_s": self.elapsed,
+            "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
+            "rng.torch": torch.get_rng_state(),
+            "rng.data": self.batcher.state(),
+            "rng.mask": self.mask_gen.get_state(),
+        }
+        if self.device.type == "cuda":
+            state["rng.cuda"] = torch.cuda.get_rng_state(self.device)
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore what `state_dict` returned (without "rng.data", the data position is
+        left where it is)."""
+        if state.get("scaler") and self.scaler.is_enabled():
+            self.scaler.load_state_dict(state["scaler"])
+        torch.set_rng_state(state["rng.torch"])
+        if "rng.data" in state:
+            self.batcher.set_state(state["rng.data"])
+        self.mask_gen.set_state(state["rng.mask"])
+        if "rng.cuda" in state and self.device.type == "cuda":
+            torch.cuda.set_rng_state(state["rng.cuda"], self.device)
+        self.step, self.tokens_seen = state["step"], state["tokens_seen"]
+        self.skipped_steps, self.elapsed = state["skipped_steps"], state.get("elapsed_s", 0.0)
+
     def _resume(self, new_data: bool) -> None:
-        state, tensors = self.run.load(self.model, self.optimizer)
-        change = self.run.corpus_change(state, self.corpus)
+        state = self.run.load(self.model, self.optimizer)
+        change = self.run.corpus_change(state, self.corpus_id)
         if change and not new_data:
             was, now = change["from"], change["to"]
             raise CheckpointError(
@@ -360,17 +381,10 @@ class Trainer:
             )
         recorded = (self.run.train_config() or {}).get("run", {}).get("data_changes", [])
         self.data_changes = recorded + ([change] if change and change not in recorded else [])
+        if change is not None:  # on new data, the data position restarts
+            del state["rng.data"]
         self.model.to(self.device)
-        if state.get("scaler") and self.scaler.is_enabled():
-            self.scaler.load_state_dict(state["scaler"])
-        torch.set_rng_state(tensors["rng.torch"])
-        if change is None:  # on new data, the data position restarts
-            self.batcher.set_state(tensors["rng.data"])
-        self.mask_gen.set_state(tensors["rng.mask"])
-        if "rng.cuda" in tensors and self.device.type == "cuda":
-            torch.cuda.set_rng_state(tensors["rng.cuda"], self.device)
-        self.step, self.tokens_seen = state["step"], state["tokens_seen"]
-        self.skipped_steps, self.elapsed = state["skipped_steps"], state.get("elapsed_s", 0.0)
+        self.load_state_dict(state)
         self._on_disk = self.step
         if self.writer is not None:
             self.writer.truncate_log(self.step)

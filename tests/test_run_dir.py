@@ -144,7 +144,7 @@ def test_on_new_data_the_data_position_restarts(base, small_corpus):
     fresh = torch.Generator().manual_seed(0).get_state()  # seed 0, rank 0
     assert t.step == 2 and torch.equal(t.batcher.state(), fresh)
     t.fit()
-    assert read_state(run)["corpus"]["sha256"] == t.corpus["sha256"]
+    assert read_state(run)["corpus"]["sha256"] == t.corpus_id["sha256"]
 
 
 # ---- a save that cannot be written ----------------------------------------------------

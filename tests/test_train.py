@@ -57,6 +57,24 @@ def test_exact_resume(tmp_path, small_corpus):
     assert [r["loss"] for r in b_lines] == [r["loss"] for r in a_lines]
 
 
+def test_state_dict_carries_the_loop_to_another_trainer(small_corpus):
+    # The loop's state (counters, RNGs) plus the model's and the optimizer's: exact, in memory.
+    model_cfg = tiny_config(dropout=0.1)
+    straight = Trainer(model_cfg, cfg(steps=8), small_corpus, progress=False)
+    straight.fit()
+    first = Trainer(model_cfg, cfg(steps=8), small_corpus, progress=False)
+    first.fit(stop_after=4)
+    state = first.state_dict()  # now: building a Trainer seeds the global RNG (dropout's)
+    second = Trainer(model_cfg, cfg(steps=8), small_corpus, progress=False)
+    second.model.load_state_dict(first.model.state_dict())
+    second.optimizer.load_state_dict(first.optimizer.state_dict())
+    second.load_state_dict(state)
+    assert second.step == 4
+    second.fit()
+    for (k, a), b in zip(straight.model.state_dict().items(), second.model.state_dict().values()):
+        assert torch.equal(a, b), k
+
+
 def test_stop_after_splits_a_run_into_sittings_that_end_where_one_run_ends(tmp_path, small_corpus):
     model_cfg = tiny_config()
     straight = Trainer(
