@@ -234,7 +234,7 @@ class RunDir:
                 step = self.step()
             except CheckpointError:
                 step = None
-            kept = f"keeps its checkpoint of step {step}" if step is not None else "has none yet"
+            kept = "has no checkpoint" if step is None else f"keeps its checkpoint of step {step}"
             raise SaveError(
                 f"cannot write {e.filename or self.path}: {e.strerror or e}; the run in "
                 f"{self.path} {kept}"

@@ -15,7 +15,7 @@ import json
 import os
 import tempfile
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -129,7 +129,8 @@ def locked(directory: str | os.PathLike) -> Iterator[None]:
         os.write(fd, f"{os.getpid()}\n".encode())
         yield
     finally:
-        path.unlink(missing_ok=True)  # before the unlock: see the docstring
+        with suppress(OSError):  # a lock file left behind blocks nothing (as after kill -9)
+            path.unlink(missing_ok=True)  # before the unlock: see the docstring
         os.close(fd)
 
 

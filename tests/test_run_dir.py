@@ -201,7 +201,7 @@ def test_the_command_line_reports_a_full_disk_in_one_line(tmp_path, monkeypatch,
     line = _one_error_line(capsys.readouterr().err)
     assert line == (
         f"ddlm train: error: cannot write {run}/train_config.json: No space left on device; "
-        f"the run in {run} has none yet"
+        f"the run in {run} has no checkpoint"
     )
 
 
