@@ -74,6 +74,8 @@ def _train_configs(args: argparse.Namespace, out: Path):
                 f"{stored.n_layers} blocks; a run keeps its depth (drop --grow-layers to resume)"
             )
         return stored, tcfg
+    if args.new_data:
+        raise SystemExit("ddlm train: --new-data continues a run on another corpus; add --resume")
     tcfg = TrainConfig(**overrides(args, TrainConfig))
     if args.grow_layers is not None and args.init_from is None:
         raise SystemExit("ddlm train: --grow-layers deepens a trained model; add --init-from")
