@@ -85,7 +85,7 @@ class RunDir:
             folder = self._current()
             try:
                 return read_json(folder / self.STATE_JSON)
-            except CheckpointError:
+            except (CheckpointError, FileNotFoundError):
                 if self._current() == folder:
                     raise
                 # else the writer switched to a newer checkpoint and removed this one: read that
