@@ -169,7 +169,7 @@ def test_a_kill_at_any_write_of_a_checkpoint_leaves_a_run_that_resumes_exactly(
     assert renames_in_one_save == 6
 
 
-def test_save_run_keeps_one_step_folder_and_the_pointer_names_it(tmp_path, small_corpus):
+def test_a_save_keeps_one_step_folder_and_the_pointer_names_it(tmp_path, small_corpus):
     cfg = TrainConfig(**{**_cfg(4).to_dict(), "ckpt_every": 2})
     Trainer(tiny_config(), cfg, small_corpus, out_dir=tmp_path, progress=False).fit()
     folders = sorted(p.name for p in tmp_path.glob("step-*"))

@@ -84,6 +84,26 @@ def test_a_second_writer_is_refused_at_once_naming_the_folder_and_the_process(
     assert _same_weights(resumed.model, straight)
 
 
+def test_a_reader_racing_a_writer_reads_the_newer_checkpoint(base, monkeypatch):
+    import ddlm.checkpoint as checkpoint
+
+    run, _ = base
+    real_read_json, raced = checkpoint.read_json, []
+
+    def read_json(path):  # the writer saves step 3 and removes step 2 as the reader reads
+        if path.name == "train_state.json" and not raced:
+            raced.append(path)
+            newer = run / "step-00000003" / "train_state.json"
+            shutil.copytree(run / "step-00000002", newer.parent)
+            newer.write_text(json.dumps({**real_read_json(newer), "step": 3}))
+            (run / "checkpoint.json").write_text(json.dumps({"folder": "step-00000003", "step": 3}))
+            shutil.rmtree(run / "step-00000002")
+        return real_read_json(path)
+
+    monkeypatch.setattr(checkpoint, "read_json", read_json)
+    assert read_state(run)["step"] == 3 and raced
+
+
 def test_a_lock_file_left_by_a_killed_process_does_not_block_the_resume(base, small_corpus):
     run, straight = base
     (run / "lock").write_text("999999\n")  # what kill -9 leaves: the file, but no lock
