@@ -140,8 +140,8 @@ class Trainer:
             if self.writer is not None and self.writer.step() != self._on_disk:
                 raise CheckpointError(
                     f"the run in {self.out_dir} moved on to step {self.writer.step()} since "
-                    f"this Trainer last saw it (step {self._on_disk}): another process trained "
-                    "it; resume it with a new Trainer"
+                    f"this Trainer last saw it at step {self._on_disk}; resume it with a new "
+                    "Trainer"
                 )
             self._write_configs()
             last = self._loop()
