@@ -94,7 +94,10 @@ class SamplerConfig:
     stop_at_eos: bool = option(
         False, "let the model end the text: after a revealed EOS, the rest is EOS (unshown)"
     )
-    min_length: int = option(0, "with stop_at_eos: bytes to generate before an EOS may come")
+    min_length: int = option(
+        0,
+        "with stop_at_eos: bytes to generate before an EOS may come",
+    )
     guidance: float = option(
         0.0,
         "classifier-free guidance scale w: logits + w * (logits - logits with the prompt "
