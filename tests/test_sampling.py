@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 import ddlm
 from ddlm.ar import generate_ar
+from ddlm.forward import StepNetwork
 from ddlm.sampling import (
     SamplerConfig,
     byte_prior,
@@ -236,6 +237,80 @@ def test_dual_cache_refreshed_every_step_is_exact(attention):
         m, "hello world", 16, steps=8, block_length=4, seed=0, cache="dual", cache_refresh=1
     )
     assert torch.equal(a.ids, b.ids)
+
+
+# ---- caches that are read: logits against the exact recomputation ----------------------
+
+# A cache read recomputes only the positions after the prefix (prefix cache) or the block
+# alone (dual cache). Read with the sequence it was recorded on, it must give the full pass's
+# logits up to float32 rounding (CACHE_EXACT; measured: under 1e-7). Read after the block has
+# changed, it holds the keys and values of a prefix that attended to the old block: off from
+# the recomputation, but by little (CACHE_STALE, for the tiny random test model, where a byte
+# changed moves the logits by 3e-4 to 3e-3), and by more than rounding, which is how the
+# tests see that the cache, not a recomputation, was read.
+CACHE_EXACT = 1e-5
+CACHE_STALE = 2e-2
+
+
+class _CacheSpy(torch.nn.Module):
+    """A DiffusionLM that, at every call reading a cache, also runs the full sequence without
+    one and keeps the largest logit difference, with the number of positions computed."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.inner, self.config = model, model.config
+        self.recorded = None  # the sequence the live cache was recorded on
+        self.reads = []  # (first, positions computed, max |cached - exact| logit, bytes changed)
+
+    def new_cache(self, *args, **kwargs):
+        return self.inner.new_cache(*args, **kwargs)
+
+    def forward(self, ids, attention_mask=None, cache=None):
+        out = self.inner(ids, attention_mask, cache)
+        if cache is not None and cache[0].mode == "record":
+            self.recorded = ids.clone()
+        elif cache is not None:
+            start, n = cache[0].prefix_len, ids.shape[1]
+            full = self.recorded.clone()
+            full[:, start : start + n] = ids
+            exact = self.inner(full)[:, start : start + n]
+            changed = int((full != self.recorded).sum())
+            self.reads.append((start, n, float((out - exact).abs().max()), changed))
+        return out
+
+
+@pytest.mark.parametrize("attention", ["mla", "mha"])
+@pytest.mark.parametrize("cache", ["prefix", "dual"])
+def test_a_cache_read_steps_later_gives_the_full_pass_logits(attention, cache):
+    torch.manual_seed(0)
+    spy = _CacheSpy(ddlm.DiffusionLM(tiny_config(attention=attention)).eval())
+    ids = torch.tensor([list(b"hello world") + [MASK_ID] * 16])
+    fill = ids == MASK_ID
+    in_block = (fill.cumsum(1) - 1) // 4 == 1  # the second block of 4: positions 15..18
+    net = StepNetwork(spy, None, fill, cache)
+    with torch.no_grad():
+        exact = spy.inner(ids)
+        for _ in range(3):  # records, then reads a cache one and two steps old
+            logits = net(ids, in_block)
+    end = 19 if cache == "dual" else 27
+    assert [(start, n) for start, n, _, _ in spy.reads] == [(15, end - 15)] * 2  # no more ran
+    assert all(diff <= CACHE_EXACT for _, _, diff, _ in spy.reads)
+    torch.testing.assert_close(logits[:, 15:19], exact[:, 15:19], rtol=0, atol=CACHE_EXACT)
+
+
+@pytest.mark.parametrize("attention", ["mla", "mha"])
+@pytest.mark.parametrize(("cache", "refresh"), [("prefix", None), ("dual", None), ("dual", 2)])
+def test_a_stale_cache_is_read_and_stays_near_the_recomputation(attention, cache, refresh):
+    torch.manual_seed(0)
+    spy = _CacheSpy(ddlm.DiffusionLM(tiny_config(attention=attention)).eval())
+    cfg = SamplerConfig.llada(steps=16, block_length=4, cache=cache, cache_refresh=refresh)
+    g = generate(spy, "hello world", 16, cfg, seed=0)
+    # 4 blocks of 4 steps: a record at each block's first step (and every `refresh` steps),
+    # a read at each other step, of a cache recorded before that block's latest reveals
+    assert len(spy.reads) == (12 if refresh is None else 8) and g.nfe == 16
+    for start, n, diff, changed in spy.reads:
+        assert n == (4 if cache == "dual" else 27 - start)  # the uncached positions alone
+        assert changed > 0 and CACHE_EXACT < diff <= CACHE_STALE
 
 
 def test_dual_cache_runs_only_the_block_and_matches_the_full_pass_at_a_refresh(model):
