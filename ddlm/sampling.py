@@ -80,12 +80,14 @@ from .sampler_config import CACHES, CONFIDENCES, STRATEGIES, SamplerConfig
 from .tokenizer import EOS_ID, MASK_ID, N_BYTES, PAD_ID, ByteTokenizer
 from .trace import Generation, TraceStep, before_eos
 
-# The config and the trace live in their own modules; they are part of this one's interface.
+# The config, the trace, the reveal choice and the no-repeat rule live in their own modules;
+# they are part of this one's interface.
 __all__ = [
     "CACHES",
     "CONFIDENCES",
     "STRATEGIES",
     "Generation",
+    "Rules",
     "SamplerConfig",
     "TraceStep",
     "before_eos",
@@ -94,6 +96,7 @@ __all__ = [
     "certainty",
     "choose_reveals",
     "current_block",
+    "decide",
     "denoise",
     "end_at_eos",
     "factor_count",
@@ -101,11 +104,14 @@ __all__ = [
     "infill",
     "nucleus",
     "pick_bytes",
+    "ranking",
     "remask_least_sure",
     "repeats",
     "replace_repeats",
     "reveal_count",
+    "rules",
     "spaced_top_k",
+    "write_reveals",
 ]
 
 _tok = ByteTokenizer()
@@ -345,8 +351,8 @@ def denoise(
     """Run the reverse process on ids (B, T), generating the positions where `fill` is True.
 
     Whatever `ids` holds there is replaced by MASK first; `attention_mask` (B, T) marks real
-    positions (False = padding). `callback(step, state)` gets each step's number (1, 2, ...)
-    and the first row's new TraceStep, for live display. Returns one Generation per row."""
+    positions (False = padding). `callback(step, state)` gets each step's number (1, 2, ...;
+    steps, not network evaluations) and the first row's new TraceStep, for live display."""
     require_arch(model, False, "denoise", "ddlm.ar.generate_ar")
     per_block = config.steps_per_block(int(fill.sum(1).max()), rows=ids.shape[0])
     device = next(model.parameters()).device

@@ -340,6 +340,10 @@ def test_prefix_cache_errors(model):
         generate(model, "a", 4, steps=4, cache="full")
     with pytest.raises(ValueError, match="one prompt"):
         generate(model, ["a", "b"], 4, steps=4, cache="prefix")
+    with pytest.raises(ValueError, match="one prompt"):  # denoise checks in the same place
+        denoise(
+            model, torch.zeros(2, 4).long(), torch.ones(2, 4).bool(), SamplerConfig(cache="dual")
+        )
     with pytest.raises(ValueError, match="cache_refresh"):
         generate(model, "a", 4, steps=4, cache="prefix", cache_refresh=0)
 
