@@ -21,7 +21,7 @@ default sampler, chosen by this bench, is PMI ranking (`confidence="pmi"`, since
 soft left-to-right order (`min_gap=12`, `order_bias=0.02`, since 2026-12-06), chosen on both
 prompt sets (`--held-out` selects the second, which is therefore not a held-out test); the
 `probability` rows are LLaDA's ranking, the default before PMI. Every row but `defaults*` runs
-without the gap, the rule and the order unless its name says otherwise (PINNED).
+without the gap, the rule and the order unless its name says otherwise (`SamplerConfig.llada()`).
 
     python bench/short_prompts.py                        # the shipped tiny, the settings below
     python bench/short_prompts.py --checkpoint runs/x --json bench/short_prompts.json
@@ -168,17 +168,20 @@ SETTINGS["pmi,min_gap12,no_repeat12,order_bias0.02@32"] = dict(
 )
 
 
-# Every row but "defaults*" pins these to what every row ran with before they had defaults of
-# their own (2026-12-02 made min_gap=2, no_repeat=12 the defaults; 2026-12-06 min_gap=12,
-# order_bias=0.02), so that a row keeps its meaning, and its committed results, whatever the
-# defaults become.
-PINNED = dict(min_gap=0, no_repeat=0, order_bias=0.0)
+# Every row but "defaults*" runs LLaDA's rule (`SamplerConfig.llada()`: no gap, no-repeat rule
+# or order bias unless its name says otherwise) with the ranking its name gives, so that a row
+# keeps its meaning, and its committed results, whatever the defaults become. The two random
+# rows name no ranking (random order uses none) and keep PMI, the field's default when they
+# were recorded, so that each row's config equals the one its results ran with.
+PINNED = ("min_gap", "no_repeat", "order_bias")  # the helpers the preset turns off
 
 
 def config_for(name: str) -> SamplerConfig:
     """The SamplerConfig a setting's name stands for."""
     fields = SETTINGS[name]
-    return SamplerConfig(**(fields if name.startswith("defaults") else {**PINNED, **fields}))
+    if name.startswith("defaults"):
+        return SamplerConfig.tiny(**fields)
+    return SamplerConfig.llada(**{"confidence": "pmi", **fields})
 
 
 def short_prompts(
@@ -296,7 +299,8 @@ def main() -> None:
             },
             "date": time.strftime("%Y-%m-%d"),
             "settings": {k: SETTINGS[k] for k in a.settings},
-            "pinned": PINNED,  # under every setting but "defaults*"
+            # under every setting but "defaults*"
+            "pinned": {f: getattr(SamplerConfig.llada(), f) for f in PINNED},
             "defaults": dataclasses.asdict(SamplerConfig()),
             "results": rows,
         }

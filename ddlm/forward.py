@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import torch
 
-from .sampler_config import SamplerConfig
 from .tokenizer import MASK_ID
 
 
@@ -31,27 +30,30 @@ class StepNetwork:
         self,
         model,
         attention_mask: torch.Tensor | None,
-        config: SamplerConfig,
-        given: torch.Tensor,
+        fill: torch.Tensor,
+        cache: str | None = None,
+        refresh: int | None = None,
+        guidance: float = 0.0,
     ):
-        self.model, self.refresh = model, config.cache_refresh
-        self.cache = config.cache  # None, "prefix" or "dual"
+        """`fill` (B, T) bool marks the positions to generate, `attention_mask` (B, T) the real
+        ones; `cache`, `refresh` and `guidance` are SamplerConfig's cache, cache_refresh and
+        guidance (which it has checked: a cache decodes one sequence, without guidance)."""
+        self.model, self.refresh = model, refresh
+        self.cache = cache  # None, "prefix" or "dual"
+        given = ~fill  # (B, T) bool: the prompt's bytes
         if attention_mask is not None:
-            attention_mask = attention_mask.to(next(model.parameters()).device)
+            attention_mask = attention_mask.to(fill.device)
+            given = given & attention_mask
         self.attention_mask = attention_mask
         self.layers, self.start, self.age = None, -1, 0
-        self.guidance, self.given = config.guidance, given  # (B, T) bool: the prompt's bytes
-        self.passes = 2 if config.guidance else 1  # network evaluations per step
+        self.guidance, self.given = guidance, given
+        self.passes = 2 if guidance else 1  # network evaluations per step
 
     def __call__(self, ids: torch.Tensor, in_block: torch.Tensor) -> torch.Tensor:
         if self.guidance:
             return self.guided(ids)
         if self.cache is None:
             return self.model(ids, self.attention_mask)  # (B, T, V)
-        if ids.shape[0] != 1:
-            raise ValueError(
-                f"cache={self.cache!r} decodes one sequence at a time, got {ids.shape[0]}"
-            )
         # The block's own positions: block_index also files the prompt under block 0.
         where = (in_block[0] & ~self.given[0]).nonzero()
         start = int(where[0, 0])  # first position of the current block

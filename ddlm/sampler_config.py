@@ -94,7 +94,10 @@ class SamplerConfig:
     stop_at_eos: bool = option(
         False, "let the model end the text: after a revealed EOS, the rest is EOS (unshown)"
     )
-    min_length: int = option(0, "with stop_at_eos: bytes to generate before an EOS may come")
+    min_length: int = option(
+        0,
+        "with stop_at_eos: bytes to generate before an EOS may come",
+    )
     guidance: float = option(
         0.0,
         "classifier-free guidance scale w: logits + w * (logits - logits with the prompt "
@@ -151,6 +154,32 @@ class SamplerConfig:
             raise bad("guidance", "must be >= 0 (0 = off)")
         if self.guidance and self.cache is not None:
             raise bad("guidance", "needs the whole sequence each step; use it without a cache")
+
+    def steps_per_block(self, to_fill: int, rows: int = 1) -> int:
+        """The steps each block gets when `rows` sequences, the longest with `to_fill`
+        positions to generate, are decoded together; raises ValueError if this config cannot
+        decode them (the checks that need the input as well as the config)."""
+        if to_fill == 0:
+            raise ValueError("nothing to fill: `fill` is False everywhere")
+        if self.cache is not None and rows > 1:
+            raise ValueError(
+                f"cache={self.cache!r} decodes one prompt at a time, got {rows} rows; "
+                "pass a single prompt"
+            )
+        steps = self.steps or to_fill
+        if steps > to_fill:
+            raise ValueError(f"steps={steps} is more than the {to_fill} positions to fill")
+        n_blocks = -(-to_fill // self.block_length) if self.block_length else 1
+        if steps % n_blocks:
+            raise ValueError(
+                f"steps={steps} must be a multiple of the number of blocks ({n_blocks})"
+            )
+        return steps // n_blocks
+
+    @property
+    def ranks_by_pmi(self) -> bool:
+        """Whether a run needs `byte_prior` (one network evaluation before the first step)."""
+        return self.strategy == "low_confidence" and self.confidence == "pmi"
 
     # ---- named presets ------------------------------------------------------------------
 

@@ -9,12 +9,13 @@ predicts a byte for every masked position, and *reveals* some of them; the rest 
 ("remasked") for later steps. Revealed bytes are never changed again (unless `remask`
 asks for ReMDM's revisions: then some are sent back to MASK and predicted anew).
 
-How many to reveal (`reveal_count`). With m positions still masked and r steps left, a step
-reveals k = ceil(m / r). Over N steps this is LLaDA's even split: m = 10, N = 4 gives
+How many to reveal (`reveal.reveal_count`). With m positions still masked and r steps left, a
+step reveals k = ceil(m / r). Over N steps this is LLaDA's even split: m = 10, N = 4 gives
 3, 3, 2, 2. With `block_length`, the answer is cut into blocks decoded left to right
 (semi-autoregressive), each block getting steps / n_blocks steps of its own.
 
-Which to reveal (`choose_reveals`, by `SamplerConfig.strategy`):
+Which to reveal (`ranking` orders the masks by `SamplerConfig.strategy`, then
+`reveal.choose_reveals` picks):
 * "low_confidence" (LLaDA Alg. 5): the k masked positions whose predicted byte the context
   makes most likely, by `confidence`: by default its pointwise mutual information with the
   context (log-probability less the log-probability with nothing known, `byte_prior`: the
@@ -36,17 +37,19 @@ Which to reveal (`choose_reveals`, by `SamplerConfig.strategy`):
 Which byte to write at a revealed position (`pick_bytes`): the likeliest (temperature 0), or
 a sample (Gumbel-max at `temperature`, optionally from the nucleus, `top_p`). With
 `no_repeat=n`, a chosen reveal whose byte would complete a run of n bytes the text already
-holds (`repeats`) is banned from that position and the step decided again; a step still
-choosing copies after `_REDECIDE` decisions writes, in each such place, the likeliest byte that
-completes none (`replace_repeats`), so no run of n bytes occurs twice (n = 12 by default,
-chosen with `min_gap` by `bench/short_prompts.py`). `remask`
-(ReMDM, arXiv 2503.00307) sends the least sure earlier reveals of a block back to MASK each
-step, and `guidance` (classifier-free guidance) contrasts the prediction with one made
-without the prompt; `forward.StepNetwork` runs the passes, with or without a cache.
+holds (`no_repeat.repeats`) is banned from that position and the step decided again; a step
+still choosing copies after `_REDECIDE` decisions writes, in each such place, the likeliest byte
+that completes none (`no_repeat.replace_repeats`), so no run of n bytes occurs twice (n = 12
+by default, chosen with `min_gap` by `bench/short_prompts.py`). `remask` (ReMDM, arXiv
+2503.00307) sends the least sure earlier reveals of a block back to MASK each step, and
+`guidance` (classifier-free guidance) contrasts the prediction with one made without the
+prompt; `forward.StepNetwork` runs the passes, with or without a cache.
 
 All of these options live in one validated `SamplerConfig`; `generate`, `infill`, the CLI and
-the widgets pass it to `denoise`, the loop itself. Every intermediate state is kept in
-`Generation.trace`, which widgets replay without ever re-running the model.
+the widgets pass it to `denoise`, the loop itself: each step one network pass, `decide` what to
+reveal, `write_reveals`, record (`rules` binds the options into the step's functions). Every
+intermediate state is kept in `Generation.trace`, which widgets replay without ever re-running
+the model.
 
 Shapes: ids (B, T) int64; fill (B, T) bool; trace entries (T,) int16 / float16 / bool.
 """
@@ -55,21 +58,36 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Sequence
+from functools import partial
+from typing import NamedTuple
 
 import torch
 
 from .forward import StepNetwork
 from .model import require_arch
+from .no_repeat import repeats, replace_repeats
+from .reveal import (
+    Blocks,
+    block_index,
+    choose_reveals,
+    current_block,
+    factor_count,
+    remask_least_sure,
+    reveal_count,
+    spaced_top_k,
+)
 from .sampler_config import CACHES, CONFIDENCES, STRATEGIES, SamplerConfig
 from .tokenizer import EOS_ID, MASK_ID, N_BYTES, PAD_ID, ByteTokenizer
 from .trace import Generation, TraceStep, before_eos
 
-# The config and the trace live in their own modules; they are part of this one's interface.
+# The config, the trace, the reveal choice and the no-repeat rule live in their own modules;
+# they are part of this one's interface.
 __all__ = [
     "CACHES",
     "CONFIDENCES",
     "STRATEGIES",
     "Generation",
+    "Rules",
     "SamplerConfig",
     "TraceStep",
     "before_eos",
@@ -78,6 +96,7 @@ __all__ = [
     "certainty",
     "choose_reveals",
     "current_block",
+    "decide",
     "denoise",
     "end_at_eos",
     "factor_count",
@@ -85,10 +104,14 @@ __all__ = [
     "infill",
     "nucleus",
     "pick_bytes",
+    "ranking",
     "remask_least_sure",
     "repeats",
     "replace_repeats",
     "reveal_count",
+    "rules",
+    "spaced_top_k",
+    "write_reveals",
 ]
 
 _tok = ByteTokenizer()
@@ -209,182 +232,106 @@ def end_at_eos(ids: torch.Tensor, fill: torch.Tensor) -> torch.Tensor:
     return torch.where(after & fill, EOS_ID, ids)
 
 
-def reveal_count(n_masked: torch.Tensor, steps_left: torch.Tensor) -> torch.Tensor:
-    """k = ceil(m / r) per row: spread the m masks still to reveal evenly over r steps."""
-    r = steps_left.clamp_min(1)
-    return torch.div(n_masked + r - 1, r, rounding_mode="floor")
-
-
-def block_index(fill: torch.Tensor, block_length: int | None) -> torch.Tensor:
-    """(B, T) the block of each position: its rank among the row's fill positions // length."""
-    if block_length is None:
-        return torch.zeros_like(fill, dtype=torch.long)
-    return ((fill.long().cumsum(1) - 1) // block_length).clamp_min(0)
-
-
-def current_block(masked: torch.Tensor, block_of: torch.Tensor) -> torch.Tensor:
-    """(B,) the block each row is decoding: the lowest block that still holds a mask."""
-    far = torch.iinfo(block_of.dtype).max
-    return torch.where(masked, block_of, torch.full_like(block_of, far)).amin(1)
-
-
-def choose_reveals(
-    score: torch.Tensor,
-    conf: torch.Tensor,
-    active: torch.Tensor,
-    k: torch.Tensor,
-    config: SamplerConfig,
+def ranking(
+    strategy: str,
+    measure: str,
+    order_bias: float,
+    prior: torch.Tensor | None,
+    eos_ok: torch.Tensor | None,
     generator: torch.Generator,
-) -> torch.Tensor:
-    """(B, T) bool: the k `active` positions to reveal per row, the surest by `score` (less
-    `order_bias` per earlier mask) or at random, spaced by `min_gap` if set (in blocks, by no
-    more than the block leaves room for: k reveals fit block_length // k apart); plus, with a
-    threshold, every active position whose guess has probability `conf` at least that high,
-    or with a factor, the surest `factor_count` of them."""
-    if config.strategy == "low_confidence":
-        score = score.clone()
-        if config.order_bias:  # how many masks of the block lie before each position
+) -> Callable[..., torch.Tensor]:
+    """The strategy (SamplerConfig.strategy), chosen here once: a function
+    (logits, pred, conf, active) -> (B, T) score by which a step ranks its masks, the highest
+    revealed first.
+
+    "low_confidence" (LLaDA Alg. 5): `certainty` by `measure` (`prior` for "pmi"), less
+    `order_bias` per mask of the block before the position, a soft left-to-right order.
+    "random" (Alg. 4): a fresh uniform draw each step."""
+
+    def at_random(logits, pred, conf, active):
+        return torch.rand(conf.shape, generator=generator).to(conf.device)
+
+    def by_confidence(logits, pred, conf, active):
+        score = certainty(logits, pred, measure, eos_ok, prior)
+        if order_bias:  # how many masks of the block lie before each position
             before = active.long().cumsum(1) - active.long()
-            score = score - config.order_bias * before
-    else:
-        score = torch.rand(conf.shape, generator=generator).to(conf.device)
-    score[~active] = float("-inf")
-    if config.min_gap:
-        gap: int | torch.Tensor = config.min_gap
-        if config.block_length:  # k reveals fit a block at most block_length // k apart
-            gap = (config.block_length // k.clamp(min=1) - 1).clamp(0, config.min_gap)
-        reveal = spaced_top_k(score, active, k, gap)
-    else:
-        rank = score.argsort(1, descending=True).argsort(1)
-        reveal = active & (rank < k[:, None])
-    if config.threshold is not None:
-        reveal |= active & (conf >= config.threshold)
-    if config.factor is not None:
-        surest = torch.where(active, conf, float("-inf")).argsort(1, descending=True).argsort(1)
-        reveal |= active & (surest < factor_count(conf, active, config.factor)[:, None])
-    return reveal
+            score = score - order_bias * before
+        return score
+
+    return at_random if strategy == "random" else by_confidence
 
 
-def spaced_top_k(
-    score: torch.Tensor, active: torch.Tensor, k: torch.Tensor, gap: int | torch.Tensor
-) -> torch.Tensor:
-    """(B, T) bool: per row the k best `active` positions by `score`, taken one at a time so
-    that at least `gap` positions (an int, or (B,) per row) lie between any two of them; when
-    too few such positions are left (the end of a block), the best of the rest make up the
-    count.
+class Rules(NamedTuple):
+    """The three choices every step makes, with the run's options bound in (`rules`)."""
 
-    Two neighbouring masks revealed in one step are each drawn from their own marginal, as if
-    the other were still unknown (the factorised reverse step of notebook 06): "t" then "e" may
-    each be likely after "th", and "te" not at all. Spacing the reveals lets every byte of a
-    step be drawn with its neighbours either known or left for a later step."""
-    T = score.shape[1]
-    pos = torch.arange(T, device=score.device)
-    gap = torch.as_tensor(gap, device=score.device).expand(score.shape[0])  # (B,)
-    picked = torch.zeros_like(active)
-    free = active.clone()
-    for _ in range(int(k.max()) if k.numel() else 0):
-        s = score.masked_fill(~free, float("-inf"))
-        best = s.argmax(1)  # (B,)
-        take = (picked.sum(1) < k) & torch.isfinite(s.gather(1, best[:, None]).squeeze(1))
-        picked |= take[:, None] & (pos[None, :] == best[:, None])
-        free &= ~(take[:, None] & ((pos[None, :] - best[:, None]).abs() <= gap[:, None]))
-    short = k - picked.sum(1)  # rows that ran out of spaced positions
-    rest = score.masked_fill(picked | ~active, float("-inf"))
-    rank = rest.argsort(1, descending=True).argsort(1)
-    return picked | (active & ~picked & (rank < short[:, None]))
+    draw: Callable  # logits -> (pred, conf): which byte at each position, `pick_bytes`
+    rank: Callable  # (logits, pred, conf, active) -> score: in what order, `ranking`
+    choose: Callable  # (score, conf, active, k) -> reveal: which to reveal, `choose_reveals`
+    no_repeat: int  # run length no reveal may copy; 0 = off
 
 
-def _runs_through(row: list[int], i: int, n: int) -> list[tuple[int, ...]]:
-    """The runs of n bytes of `row` that contain position i and hold only bytes (no MASK, PAD
-    or EOS): the runs that writing position i completes."""
-    first, last = max(0, i - n + 1), min(i, len(row) - n)
-    runs = [tuple(row[s : s + n]) for s in range(first, last + 1)]
-    return [r for r in runs if max(r) < N_BYTES]
+def rules(
+    config: SamplerConfig,
+    prior: torch.Tensor | None,
+    eos_ok: torch.Tensor | None,
+    generator: torch.Generator,
+) -> Rules:
+    """The one place where `config`'s options become the step's functions, each of which
+    then takes them as explicit arguments."""
+    c = config
+    return Rules(
+        partial(
+            pick_bytes, temperature=c.temperature, generator=generator, eos_ok=eos_ok, top_p=c.top_p
+        ),
+        ranking(c.strategy, c.confidence, c.order_bias, prior, eos_ok, generator),
+        partial(
+            choose_reveals,
+            min_gap=c.min_gap,
+            block_length=c.block_length,
+            threshold=c.threshold,
+            factor=c.factor,
+        ),
+        c.no_repeat,
+    )
 
 
-def _copies(runs: list[tuple[int, ...]], seen: set) -> bool:
-    """True if one of `runs` is already in `seen`, or occurs twice among them."""
-    return any(r in seen for r in runs) or len(set(runs)) < len(runs)
+def decide(
+    logits: torch.Tensor, ids: torch.Tensor, active: torch.Tensor, k: torch.Tensor, rules: Rules
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One step's decision from `logits` (B, T, V) (`allowed_logits`): the bytes `rules.draw`
+    predicts and their probabilities, and which of the `active` masks (B, T) to reveal, k (B,)
+    per row (`rules.rank`, then `rules.choose`).
+
+    With `no_repeat=n`, a reveal whose byte would complete a run of n bytes the text `ids`
+    already holds (`repeats`) is banned at its position and the step decided again; a step
+    still copying after `_REDECIDE` decisions writes, in each such place, the likeliest byte
+    that completes none (`replace_repeats`)."""
+    n = rules.no_repeat
+    for _ in range(_REDECIDE if n else 1):
+        pred, conf = rules.draw(logits)
+        reveal = rules.choose(rules.rank(logits, pred, conf, active), conf, active, k)
+        looping = repeats(ids, pred, reveal, n) if n else None
+        if looping is None or not bool(looping.any()):
+            return pred, conf, reveal
+        ban = torch.zeros_like(logits, dtype=torch.bool)  # each looping byte at its position
+        ban.scatter_(-1, pred.unsqueeze(-1), looping.unsqueeze(-1))
+        logits = logits.masked_fill(ban, float("-inf"))
+    pred = replace_repeats(ids, pred, reveal, logits, n)
+    return pred, logits.softmax(-1).gather(-1, pred.unsqueeze(-1)).squeeze(-1), reveal
 
 
-def _seen_runs(row: list[int], n: int) -> set:
-    """Every run of n bytes (bytes only) that `row` holds."""
-    runs = (tuple(row[s : s + n]) for s in range(len(row) - n + 1))
-    return {r for r in runs if max(r) < N_BYTES}
-
-
-def repeats(ids: torch.Tensor, pred: torch.Tensor, reveal: torch.Tensor, n: int) -> torch.Tensor:
-    """(B, T) bool: the `reveal` positions whose predicted byte `pred` (B, T) would complete a
-    run of n bytes that the row of `ids` (B, T) already holds, the prompt included.
-
-    A run counts only where all its other n - 1 positions hold revealed bytes (no MASK, PAD or
-    EOS). Greedy decoding of a weak model loops ("the file of the file of"): every byte of a
-    loop is likely given the copy before it. Banning the byte that would complete a copy of n
-    bytes is the no-repeat n-gram rule of left-to-right decoders (Paulus et al., arXiv
-    1705.04304), applied to whichever positions a step reveals. The reveals of one step are
-    checked left to right, each against the text with the earlier ones written in, so that two
-    of them cannot make a copy together."""
-    out = torch.zeros_like(reveal)
-    if ids.shape[1] < n:  # too short to hold a run at all
-        return out
-    for b in torch.nonzero(reveal.any(1)).flatten().tolist():
-        row, guess = ids[b].tolist(), pred[b].tolist()
-        seen = _seen_runs(row, n)
-        for i in torch.nonzero(reveal[b]).flatten().tolist():
-            row[i] = guess[i]
-            new = _runs_through(row, i, n)
-            if _copies(new, seen):
-                out[b, i] = True
-                row[i] = MASK_ID  # not written: the step decides it again
-            else:
-                seen.update(new)
-    return out
-
-
-def replace_repeats(
-    ids: torch.Tensor, pred: torch.Tensor, reveal: torch.Tensor, logits: torch.Tensor, n: int
-) -> torch.Tensor:
-    """(B, T) `pred` with each reveal that would complete a copy of n bytes replaced by the
-    likeliest byte under `logits` (B, T, V) that completes none.
-
-    The last resort of the no-repeat rule, for a step still choosing copies after `_REDECIDE`
-    decisions: the reveals are written left to right, each checked against the text with the
-    earlier ones in, so no run of n bytes ends up in the text twice. (A position where every
-    byte would complete a copy keeps the model's choice; that needs the text to hold more
-    than 256 runs sharing one context, longer than any canvas here.)"""
-    pred = pred.clone()
-    if ids.shape[1] < n:
-        return pred
-    for b in torch.nonzero(reveal.any(1)).flatten().tolist():
-        row = ids[b].tolist()
-        seen = _seen_runs(row, n)
-        for i in torch.nonzero(reveal[b]).flatten().tolist():
-            choices = [int(pred[b, i])]
-            order = logits[b, i].argsort(descending=True, stable=True)
-            choices += [c for c in order.tolist() if logits[b, i, c] > float("-inf")]
-            for c in choices:
-                row[i] = c
-                if not _copies(new := _runs_through(row, i, n), seen):
-                    break
-            else:  # every byte makes a copy: keep the model's choice
-                row[i] = choices[0]
-                new = _runs_through(row, i, n)
-            pred[b, i] = row[i]
-            seen.update(new)
-    return pred
-
-
-def factor_count(conf: torch.Tensor, active: torch.Tensor, factor: float) -> torch.Tensor:
-    """(B,) Fast-dLLM's factor rule (arXiv 2505.22618, Sec. 3.3): with the active positions'
-    confidences sorted, c_1 >= c_2 >= ..., the largest n with (n + 1)(1 - c_n) <= factor.
-    Each of n guesses revealed together is wrong with probability at most 1 - c_n, so by a
-    union bound the step goes wrong with probability at most n(1 - c_n); the paper's factor
-    n + 1 makes the rule a little stricter. The left side grows with n (c_n falls), so the
-    count is the length of the run of n that pass."""
-    c = torch.where(active, conf, torch.zeros_like(conf)).sort(1, descending=True).values
-    n = torch.arange(1, c.shape[1] + 1, device=c.device)
-    ok = ((n + 1) * (1 - c) <= factor) & (c > 0)
-    return ok.long().cumprod(1).sum(1)  # the passing run from n = 1 (it is a prefix anyway)
+def write_reveals(
+    ids: torch.Tensor, pred: torch.Tensor, reveal: torch.Tensor, fill: torch.Tensor, eos: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(ids, reveal): the `reveal` positions of `ids` (B, T) set to `pred`; with `eos`
+    (stop_at_eos), every `fill` position after a revealed EOS becomes EOS (`end_at_eos`) and
+    counts as revealed if it was masked."""
+    masked = ids == MASK_ID
+    ids = torch.where(reveal, pred, ids)
+    if eos:
+        ids = end_at_eos(ids, fill)
+        reveal = masked & (ids != MASK_ID)
+    return ids, reveal
 
 
 # ---- the loop ---------------------------------------------------------------------------
@@ -403,106 +350,66 @@ def denoise(
 ) -> list[Generation]:
     """Run the reverse process on ids (B, T), generating the positions where `fill` is True.
 
-    Whatever `ids` holds at those positions is replaced by MASK first. `attention_mask`
-    (B, T) marks real positions (False = padding). `callback(step, state)` is called after
-    every step with its number (1, 2, ...; not the network evaluations so far, which PMI's
-    prior and guidance's second pass also count) and the first row's new TraceStep (for
-    live display). Returns one
-    Generation per row.
-    """
+    Whatever `ids` holds there is replaced by MASK first; `attention_mask` (B, T) marks real
+    positions (False = padding). `callback(step, state)` gets each step's number (1, 2, ...;
+    steps, not network evaluations) and the first row's new TraceStep, for live display."""
     require_arch(model, False, "denoise", "ddlm.ar.generate_ar")
-    B, T = ids.shape
-    longest = int(fill.sum(1).max())
-    if longest == 0:
-        raise ValueError("nothing to fill: `fill` is False everywhere")
-    steps = config.steps or longest
-    if steps > longest:
-        raise ValueError(f"steps={steps} is more than the {longest} positions to fill")
-    n_blocks = -(-longest // config.block_length) if config.block_length else 1
-    if steps % n_blocks:
-        raise ValueError(f"steps={steps} must be a multiple of the number of blocks ({n_blocks})")
-    per_block = steps // n_blocks
+    per_block = config.steps_per_block(int(fill.sum(1).max()), rows=ids.shape[0])
     device = next(model.parameters()).device
+    ids, fill = torch.where(fill, MASK_ID, ids).to(device), fill.to(device)
     gen = torch.Generator().manual_seed(seed if seed is not None else _fresh_seed())
-    ids = torch.where(fill, MASK_ID, ids).to(device)
-    fill = fill.to(device)
-    block_of = block_index(fill, config.block_length)
     eos_ok = fill & (fill.long().cumsum(1) > config.min_length) if config.stop_at_eos else None
-    given = ~fill if attention_mask is None else ~fill & attention_mask.to(device)
-    network = StepNetwork(model, attention_mask, config, given)
-    traces = [[TraceStep.start(row)] for row in ids]
-    nfe = torch.zeros(B, dtype=torch.long)
-    block = torch.zeros(B, dtype=torch.long, device=device)
-    used = torch.zeros(B, dtype=torch.long, device=device)  # steps spent in the current block
+    blocks = Blocks(fill, config.block_length, per_block)
+    network = StepNetwork(
+        model, attention_mask, fill, config.cache, config.cache_refresh, config.guidance
+    )
     sure = torch.full(ids.shape, float("inf"), device=device)  # confidence when revealed
     with _eval_mode(model):
-        prior = None
-        if config.confidence == "pmi" and config.strategy == "low_confidence":
-            prior = byte_prior(model, T, device)
-            nfe += 1
+        prior = byte_prior(model, ids.shape[1], device) if config.ranks_by_pmi else None
+        step_rules = rules(config, prior, eos_ok, gen)
+        record = _Recorder(ids, int(prior is not None), network.passes, callback)
         while bool((masked := ids == MASK_ID).any()):
-            now = current_block(masked, block_of)
-            used = torch.where(now == block, used, torch.zeros_like(used))
-            block, live = now, masked.any(1)
-            active = masked & (block_of == block[:, None])
-            logits = network(ids, block_of == block[:, None])
-            k = reveal_count(active.sum(1), per_block - used)
-            for _ in range(_REDECIDE if config.no_repeat else 1):
-                pred, conf = pick_bytes(logits, config.temperature, gen, eos_ok, config.top_p)
-                score = (  # random order draws its own scores
-                    certainty(logits, pred, config.confidence, eos_ok, prior)
-                    if config.strategy == "low_confidence"
-                    else conf
-                )
-                reveal = choose_reveals(score, conf, active, k, config, gen)
-                looping = repeats(ids, pred, reveal, config.no_repeat) if config.no_repeat else None
-                if looping is None or not bool(looping.any()):
-                    break
-                # ban each looping byte at its position, then decide the step again
-                ban = torch.zeros_like(logits, dtype=torch.bool)
-                ban.scatter_(-1, pred.unsqueeze(-1), looping.unsqueeze(-1))
-                logits = logits.masked_fill(ban, float("-inf"))
-            else:  # still copying after _REDECIDE decisions: take the likeliest byte that is not
-                allowed = allowed_logits(logits, eos_ok)
-                pred = replace_repeats(ids, pred, reveal, allowed, config.no_repeat)
-                conf = allowed.softmax(-1).gather(-1, pred.unsqueeze(-1)).squeeze(-1)
-            ids = torch.where(reveal, pred, ids)
-            if config.stop_at_eos:
-                ids = end_at_eos(ids, fill)
-                reveal = masked & (ids != MASK_ID)
+            in_block, active, k = blocks.next(masked)
+            logits = allowed_logits(network(ids, in_block), eos_ok)  # one network pass
+            pred, conf, reveal = decide(logits, ids, active, k, step_rules)
+            ids, reveal = write_reveals(ids, pred, reveal, fill, config.stop_at_eos)
             sure = torch.where(reveal, conf, sure)
-            if config.remask:
-                earlier = fill & ~masked & (block_of == block[:, None]) & (ids < N_BYTES)
-                ids = remask_least_sure(ids, sure, earlier, config.remask, per_block - used > 1)
-            used += live.long()
-            nfe += live.long().cpu() * network.passes
+            if config.remask:  # ReMDM: the block's least sure earlier reveals go back to MASK
+                earlier = fill & ~masked & in_block & (ids < N_BYTES)
+                ids = remask_least_sure(ids, sure, earlier, config.remask, blocks.steps_left() > 1)
+            blocks.spend(masked.any(1))
             # Under a cache only the block was computed: elsewhere there is no guess to show.
-            guessed = masked & (block_of == block[:, None]) if network.cache is not None else masked
-            shown = torch.where(guessed | ~masked, pred, MASK_ID)
-            _record(traces, live, ids, shown, torch.where(guessed, conf, float("nan")), reveal)
-            if callback is not None:
-                callback(len(traces[0]) - 1, traces[0][-1])
-    return [Generation(ids[b].cpu(), fill[b].cpu(), int(nfe[b]), traces[b]) for b in range(B)]
+            record(ids, masked, masked & in_block if config.cache else masked, pred, conf, reveal)
+    return record.generations(ids, fill)
 
 
-def remask_least_sure(
-    ids: torch.Tensor, sure: torch.Tensor, candidates: torch.Tensor, n: int, allowed: torch.Tensor
-) -> torch.Tensor:
-    """ReMDM's confidence rule, deterministically: in each `allowed` row (B,), turn the n
-    `candidates` (B, T) whose confidence `sure` (B, T) was lowest when they were revealed
-    back into MASK. The step schedule then spreads the extra masks over the steps left."""
-    score = torch.where(candidates & allowed[:, None], sure, float("inf"))
-    rank = score.argsort(1).argsort(1)
-    return torch.where((rank < n) & torch.isfinite(score), MASK_ID, ids)
+class _Recorder:
+    """Each row's trace and network evaluations so far; calls `callback` after each step."""
 
+    def __init__(self, ids: torch.Tensor, nfe: int, passes: int, callback: Callable | None):
+        self.traces = [[TraceStep.start(row)] for row in ids]
+        self.nfe = torch.full((ids.shape[0],), nfe)  # so far: PMI's prior costs one
+        self.passes, self.callback = passes, callback  # network evaluations per step
 
-def _record(traces, live, ids, pred, conf, reveal) -> None:
-    for b in torch.nonzero(live).flatten().tolist():
-        traces[b].append(
-            TraceStep(
-                ids[b].short().cpu(), pred[b].short().cpu(), conf[b].half().cpu(), reveal[b].cpu()
-            )
-        )
+    def __call__(self, ids, masked, guessed, pred, conf, reveal) -> None:
+        """Record a step: the rows that still had masks (`masked` (B, T), at its start) ran
+        it; the guesses `pred` and their `conf` are shown where it made them (`guessed`)."""
+        live = masked.any(1)
+        self.nfe += live.long().cpu() * self.passes
+        shown = torch.where(guessed | ~masked, pred, MASK_ID)
+        conf = torch.where(guessed, conf, float("nan"))
+        for b in torch.nonzero(live).flatten().tolist():
+            row = (ids[b].short(), shown[b].short(), conf[b].half(), reveal[b])
+            self.traces[b].append(TraceStep(*(t.cpu() for t in row)))
+        if self.callback is not None:
+            self.callback(len(self.traces[0]) - 1, self.traces[0][-1])
+
+    def generations(self, ids: torch.Tensor, fill: torch.Tensor) -> list[Generation]:
+        """One Generation per row, on the CPU."""
+        return [
+            Generation(ids[b].cpu(), fill[b].cpu(), int(self.nfe[b]), trace)
+            for b, trace in enumerate(self.traces)
+        ]
 
 
 @contextlib.contextmanager

@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 import ddlm
 from ddlm.ar import generate_ar
+from ddlm.forward import StepNetwork
 from ddlm.sampling import (
     SamplerConfig,
     byte_prior,
@@ -36,12 +37,10 @@ def ar_model(request):
     return ddlm.DiffusionLM(tiny_config(causal=True, attention=request.param)).eval()
 
 
-# The mechanism tests below rank by LLaDA's probability, so that every network evaluation is
-# a step; the default, PMI, costs one evaluation more (its prior), tested on its own.
-# LLaDA's sampler: probability ranking, no gap between one step's reveals, no no-repeat rule
-# (ddlm's defaults are PMI, min_gap=12, no_repeat=12, order_bias=0.02; tests of the mechanics
-# pin LLaDA's).
-LLADA = dict(confidence="probability", min_gap=0, no_repeat=0, order_bias=0.0)
+# The mechanism tests below use LLaDA's sampler (probability ranking, none of the tiny model's
+# helpers), so that every network evaluation is a step; the default, PMI, costs one evaluation
+# more (its prior), tested on its own.
+LLADA = SamplerConfig.llada()
 
 
 def check_trace(g, strategy, extra_passes=0):
@@ -91,7 +90,7 @@ def test_even_split_schedule(model):
 
 
 def test_blocks_go_left_to_right(model):
-    g = generate(model, "ab", 12, steps=6, block_length=4, seed=0, **LLADA)
+    g = generate(model, "ab", 12, LLADA, steps=6, block_length=4, seed=0)
     first_reveal = {}
     for i, s in enumerate(g.trace[1:], 1):
         for p in s.revealed.nonzero().flatten().tolist():
@@ -119,7 +118,7 @@ def test_same_seed_same_output(model):
 
 
 def test_threshold_one_at_least_one_per_step(model):
-    g = generate(model, "x", 8, steps=8, threshold=1.0, seed=0, **LLADA)
+    g = generate(model, "x", 8, LLADA, steps=8, threshold=1.0, seed=0)
     assert g.nfe == 8  # nobody is that confident: one per step
 
 
@@ -136,14 +135,14 @@ def test_threshold_reduces_nfe_on_a_confident_model():
             out[..., 97] = 20.0
             return out
 
-    g = generate(Confident(), "x", 32, steps=32, threshold=0.9, seed=0, **LLADA)
+    g = generate(Confident(), "x", 32, LLADA, steps=32, threshold=0.9, seed=0)
     assert g.nfe == 1 and g.text == "a" * 32
 
 
 def test_batch_of_prompts_of_different_lengths(model):
-    gens = generate(model, ["a", "hello there"], 8, steps=4, seed=0, **LLADA)
+    gens = generate(model, ["a", "hello there"], 8, LLADA, steps=4, seed=0)
     assert [len(g.ids) for g in gens] == [9, 19]
-    single = generate(model, "hello there", 8, steps=4, seed=0, **LLADA)
+    single = generate(model, "hello there", 8, LLADA, steps=4, seed=0)
     torch.testing.assert_close(gens[1].ids, single.ids)
     for g in gens:
         check_trace(g, "low_confidence")
@@ -151,12 +150,12 @@ def test_batch_of_prompts_of_different_lengths(model):
 
 def test_infill_fills_holes_only(model):
     text = "ab" + MASK_GLYPH * 3 + "cd" + MASK_GLYPH
-    g = infill(model, text, seed=0, **LLADA)
+    g = infill(model, text, LLADA, seed=0)
     assert g.nfe == 4 and MASK_GLYPH not in g.full_text and len(g.text) == 4
     raw = g.ids.tolist()
     assert raw[:2] == [97, 98] and raw[5:7] == [99, 100] and len(raw) == 8
     check_trace(g, "low_confidence")
-    spans = infill(model, "abcdef", spans=[(1, 3)], seed=0, **LLADA)
+    spans = infill(model, "abcdef", LLADA, spans=[(1, 3)], seed=0)
     assert spans.ids[0] == 97 and spans.ids[3:].tolist() == [100, 101, 102]
 
 
@@ -213,7 +212,7 @@ def test_trace_is_compact(model):
 def test_callback_sees_every_step(model):
     seen = []
     generate(
-        model, "ab", 8, steps=4, seed=0, **LLADA, callback=lambda i, s: seen.append((i, s.text()))
+        model, "ab", 8, LLADA, steps=4, seed=0, callback=lambda i, s: seen.append((i, s.text()))
     )
     assert [i for i, _ in seen] == [1, 2, 3, 4]
     assert seen[0][1].count(MASK_GLYPH) == 6 and MASK_GLYPH not in seen[-1][1]
@@ -238,6 +237,80 @@ def test_dual_cache_refreshed_every_step_is_exact(attention):
     assert torch.equal(a.ids, b.ids)
 
 
+# ---- caches that are read: logits against the exact recomputation ----------------------
+
+# A cache read recomputes only the positions after the prefix (prefix cache) or the block
+# alone (dual cache). Read with the sequence it was recorded on, it must give the full pass's
+# logits up to float32 rounding (CACHE_EXACT; measured: under 1e-7). Read after the block has
+# changed, it holds the keys and values of a prefix that attended to the old block: off from
+# the recomputation, but by little (CACHE_STALE, for the tiny random test model, where a byte
+# changed moves the logits by 3e-4 to 3e-3), and by more than rounding, which is how the
+# tests see that the cache, not a recomputation, was read.
+CACHE_EXACT = 1e-5
+CACHE_STALE = 2e-2
+
+
+class _CacheSpy(torch.nn.Module):
+    """A DiffusionLM that, at every call reading a cache, also runs the full sequence without
+    one and keeps the largest logit difference, with the number of positions computed."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.inner, self.config = model, model.config
+        self.recorded = None  # the sequence the live cache was recorded on
+        self.reads = []  # (first, positions computed, max |cached - exact| logit, bytes changed)
+
+    def new_cache(self, *args, **kwargs):
+        return self.inner.new_cache(*args, **kwargs)
+
+    def forward(self, ids, attention_mask=None, cache=None):
+        out = self.inner(ids, attention_mask, cache)
+        if cache is not None and cache[0].mode == "record":
+            self.recorded = ids.clone()
+        elif cache is not None:
+            start, n = cache[0].prefix_len, ids.shape[1]
+            full = self.recorded.clone()
+            full[:, start : start + n] = ids
+            exact = self.inner(full)[:, start : start + n]
+            changed = int((full != self.recorded).sum())
+            self.reads.append((start, n, float((out - exact).abs().max()), changed))
+        return out
+
+
+@pytest.mark.parametrize("attention", ["mla", "mha"])
+@pytest.mark.parametrize("cache", ["prefix", "dual"])
+def test_a_cache_read_steps_later_gives_the_full_pass_logits(attention, cache):
+    torch.manual_seed(0)
+    spy = _CacheSpy(ddlm.DiffusionLM(tiny_config(attention=attention)).eval())
+    ids = torch.tensor([list(b"hello world") + [MASK_ID] * 16])
+    fill = ids == MASK_ID
+    in_block = (fill.cumsum(1) - 1) // 4 == 1  # the second block of 4: positions 15..18
+    net = StepNetwork(spy, None, fill, cache)
+    with torch.no_grad():
+        exact = spy.inner(ids)
+        for _ in range(3):  # records, then reads a cache one and two steps old
+            logits = net(ids, in_block)
+    end = 19 if cache == "dual" else 27
+    assert [(start, n) for start, n, _, _ in spy.reads] == [(15, end - 15)] * 2  # no more ran
+    assert all(diff <= CACHE_EXACT for _, _, diff, _ in spy.reads)
+    torch.testing.assert_close(logits[:, 15:19], exact[:, 15:19], rtol=0, atol=CACHE_EXACT)
+
+
+@pytest.mark.parametrize("attention", ["mla", "mha"])
+@pytest.mark.parametrize(("cache", "refresh"), [("prefix", None), ("dual", None), ("dual", 2)])
+def test_a_stale_cache_is_read_and_stays_near_the_recomputation(attention, cache, refresh):
+    torch.manual_seed(0)
+    spy = _CacheSpy(ddlm.DiffusionLM(tiny_config(attention=attention)).eval())
+    cfg = SamplerConfig.llada(steps=16, block_length=4, cache=cache, cache_refresh=refresh)
+    g = generate(spy, "hello world", 16, cfg, seed=0)
+    # 4 blocks of 4 steps: a record at each block's first step (and every `refresh` steps),
+    # a read at each other step, of a cache recorded before that block's latest reveals
+    assert len(spy.reads) == (12 if refresh is None else 8) and g.nfe == 16
+    for start, n, diff, changed in spy.reads:
+        assert n == (4 if cache == "dual" else 27 - start)  # the uncached positions alone
+        assert changed > 0 and CACHE_EXACT < diff <= CACHE_STALE
+
+
 def test_dual_cache_runs_only_the_block_and_matches_the_full_pass_at_a_refresh(model):
     ids = torch.randint(0, 256, (1, 40))
     cache = model.new_cache(12, suffix_from=20)
@@ -256,7 +329,7 @@ def test_dual_cache_runs_only_the_block_and_matches_the_full_pass_at_a_refresh(m
 )
 @pytest.mark.parametrize("cache", ["prefix", "dual"])
 def test_prefix_cache_fills_everything(model, kw, cache):
-    g = generate(model, "hello world", 16, steps=8, seed=0, **LLADA, cache=cache, **kw)
+    g = generate(model, "hello world", 16, LLADA, steps=8, seed=0, cache=cache, **kw)
     assert not (g.ids == MASK_ID).any() and g.ids[:11].tolist() == list(b"hello world")
     assert g.nfe <= 8
     check_trace(g, "low_confidence")
@@ -267,6 +340,10 @@ def test_prefix_cache_errors(model):
         generate(model, "a", 4, steps=4, cache="full")
     with pytest.raises(ValueError, match="one prompt"):
         generate(model, ["a", "b"], 4, steps=4, cache="prefix")
+    with pytest.raises(ValueError, match="one prompt"):  # denoise checks in the same place
+        denoise(
+            model, torch.zeros(2, 4).long(), torch.ones(2, 4).bool(), SamplerConfig(cache="dual")
+        )
     with pytest.raises(ValueError, match="cache_refresh"):
         generate(model, "a", 4, steps=4, cache="prefix", cache_refresh=0)
 
@@ -276,7 +353,7 @@ def test_denoising_fills_exactly_the_positions_it_is_given(model):
     fill = torch.zeros(2, 8, dtype=torch.bool)
     fill[0, [0, 3, 7]] = True  # either end and the middle: no prompt/answer split needed
     fill[1, 2:5] = True
-    gens = denoise(model, ids, fill, SamplerConfig(**LLADA), seed=0)
+    gens = denoise(model, ids, fill, LLADA, seed=0)
     for g, row, f in zip(gens, ids, fill):
         assert torch.equal(g.ids[~f], row[~f]) and not (g.ids == MASK_ID).any()
         assert g.nfe == int(f.sum())  # steps=None: one step per byte to fill
@@ -347,14 +424,14 @@ class _Scripted(torch.nn.Module):
 
 
 def test_a_model_that_always_says_eos_gives_an_empty_continuation():
-    g = generate(_Scripted(), "prompt", 16, seed=0, **LLADA, stop_at_eos=True)
+    g = generate(_Scripted(), "prompt", 16, LLADA, seed=0, stop_at_eos=True)
     assert g.text == "" and g.full_text == "prompt"
     # Each EOS ends the text where it stands: the steps after it are never spent.
     assert g.nfe < 16 and int(g.trace[1].revealed.sum()) > 1
     assert g.ids[:6].tolist() == list(b"prompt")  # the prompt is never cut
     check_trace(g, "low_confidence")
     # Without stop_at_eos the sampler never writes EOS.
-    assert generate(_Scripted(), "prompt", 16, seed=0, **LLADA).text == "a" * 16
+    assert generate(_Scripted(), "prompt", 16, LLADA, seed=0).text == "a" * 16
 
 
 def test_a_sequence_stops_at_its_eos_and_min_length_holds_it_off():
@@ -372,9 +449,7 @@ def test_a_sequence_stops_at_its_eos_and_min_length_holds_it_off():
 @pytest.mark.parametrize("measure", ["probability", "margin", "entropy", "pmi"])
 def test_confidence_measures_pick_the_surest_positions(model, measure):
     # the plain top-k of the measure (without the default gap, no-repeat rule and order)
-    g = generate(
-        model, "ab", 8, steps=4, seed=0, confidence=measure, min_gap=0, no_repeat=0, order_bias=0.0
-    )
+    g = generate(model, "ab", 8, SamplerConfig.llada(confidence=measure), steps=4, seed=0)
     check_trace(g, "low_confidence", extra_passes=int(measure == "pmi"))
     assert g.nfe == 4 + (measure == "pmi")  # the prior costs one network evaluation
     logits = model(g.trace[0].ids.long()[None])
@@ -444,9 +519,9 @@ def test_guidance_masks_the_prompt_for_the_unconditional_pass_and_extrapolates()
     # Without guidance 'a' wins (3 > 2.5). With w = 2: a = 3 + 2 (3 - 3) = 3,
     # b = 2.5 + 2 (2.5 - 2) = 3.5, so the prompt's pull decides: 'b'.
     m = _PromptReader()
-    assert generate(m, "xy", 4, seed=0, **LLADA).text == "aaaa"
+    assert generate(m, "xy", 4, LLADA, seed=0).text == "aaaa"
     m = _PromptReader()
-    g = generate(m, "xy", 4, seed=0, **LLADA, guidance=2.0)
+    g = generate(m, "xy", 4, LLADA, seed=0, guidance=2.0)
     assert g.text == "bbbb"
     assert g.nfe == 2 * 4  # two passes per step, counted
     both = m.seen[0]  # (2, 6): the sequence, then the copy with the prompt masked
@@ -531,16 +606,14 @@ class _Flat(torch.nn.Module):
 
 
 def test_order_bias_reveals_left_to_right_when_the_model_cannot_tell_positions_apart():
-    g = generate(_Flat(), "ab", 12, steps=6, seed=0, **{**LLADA, "order_bias": 0.01})
+    g = generate(_Flat(), "ab", 12, LLADA, steps=6, seed=0, order_bias=0.01)
     check_trace(g, "low_confidence")
     for step, state in enumerate(g.trace[1:]):
         revealed = state.revealed.nonzero().flatten().tolist()
         assert revealed == [2 + 2 * step, 3 + 2 * step]  # the two leftmost masks, each step
     # random order draws its own scores: the bias (on by default) has nothing to lower
-    rand = dict(LLADA, strategy="random")
-    same = [
-        generate(_Flat(), "ab", 12, steps=6, seed=0, **{**rand, "order_bias": b}) for b in (0, 0.5)
-    ]
+    rand = LLADA.with_options(strategy="random")
+    same = [generate(_Flat(), "ab", 12, rand, steps=6, seed=0, order_bias=b) for b in (0, 0.5)]
     assert torch.equal(same[0].ids, same[1].ids)
     assert all(torch.equal(a.revealed, b.revealed) for a, b in zip(*(g.trace for g in same)))
     with pytest.raises(ValueError, match="order_bias"):
@@ -556,7 +629,7 @@ def test_factor_rule_counts_by_the_union_bound():
     assert factor_count(conf, active, 0.5).tolist() == [3]
     assert factor_count(conf, active & (conf < 0.96), 0.2).tolist() == [1]  # 0.99 not active
     g = generate(
-        _Flat(), "ab", 12, steps=12, seed=0, **LLADA, factor=0.5
+        _Flat(), "ab", 12, LLADA, steps=12, seed=0, factor=0.5
     )  # sure everywhere: one step
     assert g.nfe == 1 and g.text == "a" * 12
     with pytest.raises(ValueError, match="factor"):
@@ -564,7 +637,7 @@ def test_factor_rule_counts_by_the_union_bound():
 
 
 def test_remask_revises_the_least_sure_earlier_reveals_and_still_finishes(model):
-    g = generate(model, "hello world", 16, steps=8, seed=0, **LLADA, remask=1)
+    g = generate(model, "hello world", 16, LLADA, steps=8, seed=0, remask=1)
     assert not (g.ids == MASK_ID).any() and g.nfe == 8
     states = [s.ids for s in g.trace]
     revised = [int(((a != MASK_ID) & (b == MASK_ID)).sum()) for a, b in zip(states[1:], states[2:])]
@@ -609,10 +682,10 @@ class _Counting(torch.nn.Module):
 @pytest.mark.parametrize("cache", ["prefix", "dual"])
 def test_caches_skip_the_prompt_from_the_first_block_on(model, cache):
     m = _Counting(model)
-    generate(m, "hello world", 16, steps=8, seed=0, **LLADA, cache=cache)  # one block: the answer
+    generate(m, "hello world", 16, LLADA, steps=8, seed=0, cache=cache)  # one block: the answer
     assert m.widths == [27] + [16] * 7  # the prompt runs once, then only the answer
     m.widths.clear()
-    generate(m, "hello world", 16, steps=8, block_length=8, seed=0, **LLADA, cache=cache)
+    generate(m, "hello world", 16, LLADA, steps=8, block_length=8, seed=0, cache=cache)
     rest = 16 if cache == "prefix" else 8  # the dual cache keeps the second block too
     assert m.widths == [27] + [rest] * 3 + [27] + [8] * 3
 
@@ -637,7 +710,7 @@ def test_spaced_top_k_keeps_same_step_reveals_apart_and_makes_up_the_count():
 
 
 def test_min_gap_reveals_no_neighbours_in_one_step():
-    g = generate(_Flat(), "ab", 12, steps=4, seed=0, **{**LLADA, "min_gap": 1, "order_bias": 0.01})
+    g = generate(_Flat(), "ab", 12, LLADA, steps=4, seed=0, min_gap=1, order_bias=0.01)
     check_trace(g, "low_confidence")
     for state in g.trace[1:-1]:  # the last step takes whatever is left
         revealed = state.revealed.nonzero().flatten()
@@ -650,13 +723,13 @@ def test_min_gap_reveals_no_neighbours_in_one_step():
 def test_min_gap_in_a_block_spaces_the_reveals_as_widely_as_the_block_allows():
     # Two reveals a step in blocks of 8 cannot be 12 apart; before the gap was capped the
     # second reveal fell back to the first one's neighbour. Now they are 8 // 2 = 4 apart.
-    kw = {**LLADA, "min_gap": 12, "order_bias": 0.01}
-    g = generate(_Flat(), "ab", 16, steps=8, block_length=8, seed=0, **kw)
+    kw = dict(min_gap=12, order_bias=0.01)
+    g = generate(_Flat(), "ab", 16, LLADA, steps=8, block_length=8, seed=0, **kw)
     check_trace(g, "low_confidence")
     pairs = [state.revealed.nonzero().flatten().tolist() for state in g.trace[1:]]
     assert pairs == [[p, p + 4] for b in (2, 10) for p in range(b, b + 4)]
     # Without blocks the gap is min_gap itself.
-    g = generate(_Flat(), "ab", 32, steps=16, seed=0, **kw)
+    g = generate(_Flat(), "ab", 32, LLADA, steps=16, seed=0, **kw)
     assert g.trace[1].revealed.nonzero().flatten().tolist() == [2, 15]
 
 
@@ -675,14 +748,14 @@ def test_repeats_finds_the_reveal_that_would_complete_a_copy():
     assert not repeats(gap, c, reveal, 3).any()
     assert not repeats(ids, c, torch.zeros_like(reveal), 3).any()  # only reveals are checked
     assert not repeats(ids, c, reveal, 8).any()  # a text shorter than the run holds none
-    assert generate(_Flat(), "ab", 2, steps=2, seed=0, **{**LLADA, "no_repeat": 8}).text == "aa"
+    assert generate(_Flat(), "ab", 2, LLADA, steps=2, seed=0, no_repeat=8).text == "aa"
 
 
 def test_no_repeat_leaves_no_run_twice_in_the_text():
-    looping = generate(_Flat(), "ab", 12, steps=12, seed=0, **LLADA)
+    looping = generate(_Flat(), "ab", 12, LLADA, steps=12, seed=0)
     assert looping.ids[2:].tolist() == [ord("a")] * 12  # the model alone loops
     for steps in (12, 4):  # one reveal per step, and three (checked one after the other)
-        g = generate(_Flat(), "ab", 12, steps=steps, seed=0, **{**LLADA, "no_repeat": 3})
+        g = generate(_Flat(), "ab", 12, LLADA, steps=steps, seed=0, no_repeat=3)
         check_trace(g, "low_confidence")
         runs = [tuple(g.ids[s : s + 3].tolist()) for s in range(len(g.ids) - 2)]
         assert len(set(runs)) == len(runs)  # every 3-byte run occurs once, the prompt's too
@@ -704,7 +777,7 @@ def test_no_repeat_holds_when_the_step_runs_out_of_decisions(monkeypatch):
 
     monkeypatch.setattr(sampling, "_REDECIDE", 1)  # every loop now reaches the last resort
     for steps in (12, 4):  # one reveal per step, and three in a step (written left to right)
-        g = generate(_Flat(), "ab", 12, steps=steps, seed=0, **{**LLADA, "no_repeat": 3})
+        g = generate(_Flat(), "ab", 12, LLADA, steps=steps, seed=0, no_repeat=3)
         check_trace(g, "low_confidence")
         assert _runs_twice(g.ids, 3) == 0
         assert g.nfe == steps and bool((g.ids < 256).all())  # no extra step, only bytes
