@@ -512,7 +512,7 @@ def draw_race(axes, racers, passes: int, seconds=None, width: int = 32) -> list[
         known = int((state.ids[g.fill] != MASK_ID).sum())
         done = " (done)" if passes >= g.nfe else ""
         title = f"{name}\n{known} of {n} bytes after {min(passes, g.nfe)} passes{done}"
-        title += "" if clock is None else f", {clock[k]:.2f} s on this machine"
+        title += "" if clock is None else f", {clock[k]:.2f} s"
         ax.set(xlim=(0, width), ylim=(1 + -(-n // width), -0.6), xticks=[], yticks=[])
         ax.set_title(title, fontsize=8, loc="left", pad=2)
         for side in ax.spines.values():
