@@ -8,6 +8,8 @@
 * `sampler_panel(model)`: prompt, length, steps, strategy, confidence, temperature and threshold, a
   Generate button, and a player for the result.
 * `loss_plot()`: an image of the loss curve that redraws as a Trainer reports metrics.
+* `race_player(racers)`: one slider over network passes shows the autoregressive twin and the
+  diffusion model side by side (`render_race`); its static form is `race_filmstrip_png`.
 
 Each has a static form made by the same render functions, for readers without a kernel:
 `filmstrip_html(generation)` (the player at a few steps), `masking_stills_html(text)` (the
