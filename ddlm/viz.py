@@ -210,3 +210,50 @@ def plot_losses(records: list[dict], ax=None, title: str = "training loss"):
     ax.set_title(title)
     ax.legend()
     return ax
+
+
+def plot_chains(text: str, ts=(0.0, 0.25, 0.5, 0.75, 1.0), seed: int = 0, dpi: int = 90):
+    """The two chains of a masked diffusion model in one figure (a matplotlib Figure).
+
+    Left, the forward process: `text` masked by `diffusion.mask_tokens` at each t of `ts`,
+    top to bottom. One seed draws one uniform time per byte, so the masks are nested: a byte
+    masked at t stays masked at every later t. Right, the reverse chain: the same states from
+    t = 1 back to 0, each row filling the masks that the forward chain added last. A real
+    sampler fills them with the bytes its model predicts; this picture fills in the originals.
+    """
+    import matplotlib.pyplot as plt
+
+    from .diffusion import mask_tokens
+
+    x0 = torch.tensor(list(text.encode()))[None]
+    masks = [mask_tokens(x0, t, torch.Generator().manual_seed(seed))[1][0] for t in ts]
+    n, rows = x0.shape[1], len(ts)
+    fig, axes = plt.subplots(1, 2, figsize=(max(7.0, 0.3 * n + 1.2), 0.3 * rows + 1.3), dpi=dpi)
+    halves = (
+        ("forward chain: t goes 0 → 1", range(rows), "#d62728"),
+        ("reverse chain: t goes 1 → 0", range(rows - 1, -1, -1), "#ffd43b"),
+    )
+    for ax, (title, order, mark) in zip(axes, halves):
+        previous = None
+        for y, r in enumerate(order):
+            for i, byte in enumerate(x0[0].tolist()):
+                hidden = bool(masks[r][i])
+                changed = previous is not None and hidden != bool(masks[previous][i])
+                if changed and not hidden:  # filled at this step of the reverse chain
+                    ax.add_patch(plt.Rectangle((i, y), 1, 1, color=mark, lw=0))
+                glyph = MASK_GLYPH if hidden else chr(byte) if byte != 32 else "·"
+                color = mark if changed and hidden else "#999" if hidden or byte == 32 else "#000"
+                ax.text(i + 0.5, y + 0.5, glyph, ha="center", va="center", fontsize=9,
+                        family="monospace", color=color)  # fmt: skip
+            previous = r
+        ax.set(xlim=(0, n), ylim=(rows, 0), xticks=[], title=title)
+        ax.set_yticks([y + 0.5 for y in range(rows)], [f"t = {ts[r]:.2f}" for r in order])
+        ax.tick_params(length=0)
+        for side in ax.spines.values():
+            side.set_visible(False)
+    key = [("#999", "masked"), ("#d62728", "masked at this row"),
+           ("#ffd43b", "filled at this row")]  # fmt: skip
+    handles = [plt.Rectangle((0, 0), 1, 1, color=c, label=label) for c, label in key]
+    fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=9, frameon=False)
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
+    return fig

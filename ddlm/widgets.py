@@ -8,6 +8,8 @@
 * `sampler_panel(model)`: prompt, length, steps, strategy, confidence, temperature and threshold, a
   Generate button, and a player for the result.
 * `loss_plot()`: an image of the loss curve that redraws as a Trainer reports metrics.
+* `race_player(racers)`: one slider over network passes shows the autoregressive twin and the
+  diffusion model side by side (`render_race`); its static form is `race_filmstrip_png`.
 
 Each has a static form made by the same render functions, for readers without a kernel:
 `filmstrip_html(generation)` (the player at a few steps), `masking_stills_html(text)` (the
@@ -35,6 +37,7 @@ from .viz import (
     confidence_rgb,
     confidence_strip_html,
     legend_html,
+    segments,
     sequence_html,
 )
 
@@ -469,3 +472,119 @@ def loss_plot() -> W.Image:
 
     img.callback = callback
     return img
+
+
+# ---- the race: the autoregressive twin beside the diffusion model -------------------------
+
+
+class Race(_Described, W.VBox):
+    summary = "race player"
+
+
+class StepClock:
+    """A sampler callback that records the seconds elapsed at each step since it was made:
+    `clock.seconds[k]` is the time of trace state k (0.0 for the start)."""
+
+    def __init__(self) -> None:
+        import time
+
+        self._now, self.seconds = time.perf_counter, [0.0]
+        self._start = self._now()
+
+    def __call__(self, step: int, _state) -> None:
+        self.seconds.append(self._now() - self._start)
+
+
+def race_index(generation: Generation, passes: int) -> int:
+    """The trace state a generation had reached after `passes` network evaluations. Passes
+    made before its first step (the PMI prior) reveal nothing."""
+    last = len(generation.trace) - 1
+    return min(max(passes - (generation.nfe - last), 0), last)
+
+
+def draw_race(axes, racers, passes: int, seconds=None, width: int = 32) -> list[dict]:
+    """Draw each (name, generation) of `racers` after `passes` network evaluations, one per
+    axis: the prompt's last `width` bytes in grey, then the answer, `█` where still masked, on
+    yellow where written by the last pass. `seconds`: per racer, the elapsed time of each
+    trace state (a `StepClock`'s), or None. Returns what each axis shows."""
+    shown = []
+    for ax, (name, g), clock in zip(axes, racers, seconds or [None] * len(racers)):
+        k = race_index(g, passes)
+        state, start, n = g.trace[k], g.prompt_length, int(g.fill.sum())
+        known = int((state.ids[g.fill] != MASK_ID).sum())
+        done = " (done)" if passes >= g.nfe else ""
+        title = f"{name}\n{known} of {n} bytes after {min(passes, g.nfe)} passes{done}"
+        title += "" if clock is None else f", {clock[k]:.2f} s"
+        ax.set(xlim=(0, width), ylim=(1 + -(-n // width), -0.6), xticks=[], yticks=[])
+        ax.set_title(title, fontsize=8, loc="left", pad=2)
+        for side in ax.spines.values():
+            side.set_visible(False)
+        tail = state.ids[max(0, start - width) : start].long()
+        for text, pos in segments(tail):
+            _cell(ax, width - len(tail) + pos[0], 0, text, "#aaa")
+        for text, pos in segments(state.ids[start : start + n].long()):
+            x, y = pos[0] % width, 1 + pos[0] // width
+            if bool(state.revealed[start + pos[0]]) and 0 < passes <= g.nfe:
+                ax.add_patch(_rect(x, y, "#ffe066"))
+            _cell(ax, x, y, text, "#bbb" if text == MASK_GLYPH else "#000")
+        answer = _tok.decode(state.ids[g.fill].long())
+        shown.append({"name": name, "state": k, "known": known, "answer": answer})
+    return shown
+
+
+def render_race(racers, passes: int, seconds=None, dpi: int = 80) -> tuple[bytes, list[dict]]:
+    """One state of the race as a PNG (the racers side by side) and what each panel shows."""
+    from matplotlib.figure import Figure  # no pyplot: no global backend state
+
+    fig = Figure(figsize=(3.4 * len(racers), 1.5), dpi=dpi)
+    shown = draw_race(fig.subplots(1, len(racers)), racers, passes, seconds)
+    return _race_png(fig), shown
+
+
+def race_filmstrip_png(racers, passes=None, seconds=None, dpi: int = 80) -> bytes:
+    """The race at a few numbers of passes, one row each (default: the start, half of the
+    fastest's passes, the fastest's end and the slowest's end): the player's static form."""
+    from matplotlib.figure import Figure
+
+    counts = sorted(g.nfe for _, g in racers)
+    passes = sorted({0, counts[0] // 2, counts[0], counts[-1]}) if passes is None else passes
+    fig = Figure(figsize=(3.4 * len(racers), 1.25 * len(passes) + 0.25), dpi=dpi)
+    rows = fig.subplots(len(passes), len(racers), squeeze=False)
+    for axes, p in zip(rows, passes):
+        draw_race(axes, racers, p, seconds)
+    return _race_png(fig)
+
+
+def _race_png(fig) -> bytes:
+    """The race's key under its panels, then the PNG."""
+    import io
+
+    key = (
+        f"grey: the prompt's last bytes   {MASK_GLYPH} not yet written   "
+        "yellow: written by the last pass"
+    )
+    fig.text(0.5, 0.01, key, ha="center", va="bottom", fontsize=8, color="#444")
+    fig.tight_layout(pad=0.3, h_pad=0.6, w_pad=1.5, rect=(0, 0.12 / fig.get_figheight(), 1, 1))
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()
+
+
+def race_player(racers, seconds=None, passes: int = 0, interval_ms: int = 150) -> W.VBox:
+    """A play button and one slider over network passes, showing `racers` (a list of
+    (name, generation)) side by side at each: `render_race` redraws the picture."""
+    most = max(g.nfe for _, g in racers)
+    slider = W.IntSlider(value=passes, min=0, max=most, description="passes")
+    play = W.Play(value=passes, min=0, max=most, interval=interval_ms, description="play")
+    W.jslink((play, "value"), (slider, "value"))
+    image = W.Image(format="png", layout=W.Layout(max_width="100%"))
+
+    def redraw(_=None):
+        image.value, box.shown = render_race(racers, slider.value, seconds)
+
+    box = Race([W.HBox([play, slider]), image])
+    box.add_class("ddlm-race")  # the browser tests tell it from the denoising player
+    slider.observe(redraw, names="value")
+    box.slider, box.play, box.image, box.racers = slider, play, image, racers
+    redraw()
+    return box

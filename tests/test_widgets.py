@@ -239,3 +239,46 @@ def test_masking_stills_png_draws_each_t(model):
     one = masking_stills_png("hello world", ts=(0.5,), seed=3)
     three = masking_stills_png("hello world", ts=(0.2, 0.5, 0.9), seed=3, model=model)
     assert one[:8] == three[:8] == b"\x89PNG\r\n\x1a\n" and len(three) > len(one)
+
+
+def test_race_player_shows_both_models_after_the_same_number_of_passes(model):
+    from ddlm.ar import generate_ar
+    from ddlm.widgets import StepClock, race_filmstrip_png, race_index, race_player, render_race
+
+    torch.manual_seed(0)
+    twin = ddlm.DiffusionLM(tiny_config(causal=True)).eval()
+    clock = StepClock()
+    ar = generate_ar(twin, "ab", 16, seed=0, callback=clock)
+    dm = generate(model, "ab", 16, SamplerConfig.tiny(steps=8), seed=0)  # 8 steps + the prior
+    assert len(clock.seconds) == len(ar.trace) == 17 and clock.seconds == sorted(clock.seconds)
+    racers = [("autoregressive", ar), ("diffusion", dm)]
+    w = race_player(racers, seconds=[clock.seconds, None], passes=5)
+    assert w.slider.max == 16 and "race player" in repr(w)
+    for passes, ar_known, dm_known in ((0, 0, 0), (1, 1, 0), (5, 5, 8), (9, 9, 16), (16, 16, 16)):
+        w.slider.value = passes
+        png, shown = render_race(racers, passes, [clock.seconds, None])
+        assert w.image.value == png and w.shown == shown
+        assert [s["known"] for s in shown] == [ar_known, dm_known]
+        assert shown[1]["state"] == race_index(dm, passes)
+    # The twin writes left to right; the diffusion model fills in wherever it is surest.
+    w.slider.value = 5
+    assert w.shown[0]["answer"].endswith(MASK_GLYPH * 11)
+    assert w.shown[0]["answer"].count(MASK_GLYPH) == 11
+    assert w.shown[1]["answer"].count(MASK_GLYPH) == 8
+    film = race_filmstrip_png(racers)
+    assert film[:8] == b"\x89PNG\r\n\x1a\n" and len(film) > len(w.image.value)
+
+
+def test_plot_chains_draws_both_chains_with_a_key():
+    import matplotlib.pyplot as plt
+
+    from ddlm.viz import plot_chains
+
+    fig = plot_chains("ab cd", ts=(0.0, 0.5, 1.0), seed=1)
+    forward, reverse = fig.axes
+    assert [t.get_text() for t in forward.get_yticklabels()] == ["t = 0.00", "t = 0.50", "t = 1.00"]
+    assert [t.get_text() for t in reverse.get_yticklabels()] == ["t = 1.00", "t = 0.50", "t = 0.00"]
+    rows = [[t.get_text() for t in forward.texts[5 * r : 5 * r + 5]] for r in range(3)]
+    assert rows[0] == ["a", "b", "·", "c", "d"] and rows[2] == [MASK_GLYPH] * 5
+    assert len(fig.legends[0].get_texts()) == 3
+    plt.close(fig)

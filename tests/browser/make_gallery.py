@@ -3,7 +3,8 @@
     python tests/browser/make_gallery.py
 
 writes data/gallery/: player-step{08,12,32}.png (00_overview's player in a 1400 px window),
-player-900px.png (the same at 900 px), panel-1400px.png and panel-900px.png (08's sampler panel
+player-900px.png (the same at 900 px), race-1400px.png (00's race player at 17 passes),
+panel-1400px.png and panel-900px.png (08's sampler panel
 after a generation).
 
 Needs what the browser tests need (Debian's chromium and the playwright package).

@@ -173,8 +173,10 @@ def _open_and_run(browser, lab, name: str):
 
 
 def _player(page, index: int = 0):
-    """The n-th denoising player on the page: its slider handle, caption and text."""
-    box = page.locator(".widget-vbox:has(> .widget-hbox > .widget-play)").nth(index)
+    """The n-th denoising player on the page: its slider handle, caption and text. The race
+    player of 00 (class ddlm-race) has a play button too, but a picture instead of text."""
+    box = page.locator(".widget-vbox:not(.ddlm-race):has(> .widget-hbox > .widget-play)")
+    box = box.nth(index)
     box.scroll_into_view_if_needed()
     return box
 
@@ -262,7 +264,8 @@ def test_overview_slider_replays_the_trace(browser, lab):
     _, val = split(load_corpus("pydoc"))
     prompt = bytes(val[49_700:50_000].tolist()).decode("utf-8", errors="replace")
     torch.manual_seed(0)
-    g = ddlm.generate(ddlm.load_pretrained("tiny"), prompt, 64, steps=32, seed=0)
+    config = ddlm.SamplerConfig.tiny(steps=32)
+    g = ddlm.generate(ddlm.load_pretrained("tiny"), prompt, 64, config, seed=0)
     _shot(page, box, "player-step08.png")
 
     # Keyboard: each ArrowRight moves one step; the page shows that step of the trace.
@@ -308,6 +311,22 @@ def test_overview_slider_replays_the_trace(browser, lab):
     box.locator(".widget-play button").first.click()
     time.sleep(2.0)
     assert _state(box)[0] > 0
+
+    # The race: one slider over network passes (16 at first) redraws the picture of both models.
+    race = page.locator(".widget-vbox.ddlm-race").first
+    race.scroll_into_view_if_needed()
+    image = race.locator("img.widget-image").first
+    before = image.get_attribute("src")
+    race.locator(".widget-slider .noUi-handle").focus()
+    page.keyboard.press("ArrowRight")
+    page.wait_for_function(
+        "([el, old]) => el.getAttribute('src') !== old",
+        arg=[image.element_handle(), before],
+        timeout=10_000,
+    )
+    assert race.locator(".widget-readout").first.inner_text().strip() == "17"
+    _shot(page, race, "race-1400px.png")
+    _fits(page, race, 900)
     page.close()
 
 
