@@ -454,7 +454,7 @@ def panel_settings(panel: W.VBox) -> list[str]:
     tau = panel.threshold.value if panel.use_threshold.value else "off"
     ranked = panel.confidence.value if panel.strategy.value == "low_confidence" else "-"
     prompt = panel.prompt.value.replace("\n", "↵")
-    prompt = prompt if len(prompt) <= 60 else "…" + prompt[-59:]
+    prompt = prompt if len(prompt) <= 48 else "…" + prompt[-47:]
     return [
         f"prompt: {prompt!r}",
         f"length {panel.length.value} bytes, {panel.steps.value} steps",
@@ -479,8 +479,8 @@ def sampler_panel_png(panel: W.VBox, steps=None, width: int = 64, dpi: int = 90)
     lines = [
         *panel_settings(panel),
         f"Generate: {g.nfe} network evaluations",
-        "key: █ a mask coloured by confidence (red unsure, green sure), yellow = revealed at "
-        "this step, · a space, ↵ a newline",
+        "key: █ a mask, coloured by confidence (red unsure, green sure);",
+        "     yellow: revealed at this step; · a space; ↵ a newline",
     ]
     from matplotlib.figure import Figure  # no pyplot: no global backend state
 
