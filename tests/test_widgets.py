@@ -233,6 +233,29 @@ def test_filmstrip_png_is_a_picture_of_the_chosen_steps(model):
         filmstrip_png(g, steps=[7])
 
 
+def test_the_panels_picture_shows_its_controls_and_its_last_result(model):
+    from ddlm.widgets import panel_settings, sampler_panel_png
+
+    panel = sampler_panel(model, prompt="hi", length=16, steps=8)
+    with pytest.raises(ValueError, match="generate"):
+        sampler_panel_png(panel)  # nothing to show yet
+    panel.confidence.value = "probability"
+    panel.use_blocks.value, panel.block.value = True, 8
+    panel.generate()
+    lines = panel_settings(panel)
+    assert "'hi'" in lines[0] and "16 bytes, 8 steps" in lines[1]
+    assert "ranked by: probability" in lines[2] and "blocks: 8, threshold decoding: off" in lines[4]
+    panel.strategy.value = "random"  # random order ranks nothing, and the picture says so
+    assert "ranked by: -" in panel_settings(panel)[2]
+    png = sampler_panel_png(panel)
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    assert len(sampler_panel_png(panel, steps=[0, 2, 4, 8])) > len(
+        sampler_panel_png(panel, steps=[8])
+    )
+    with pytest.raises(ValueError, match="steps"):
+        sampler_panel_png(panel, steps=[9])
+
+
 def test_masking_stills_png_draws_each_t(model):
     from ddlm.widgets import masking_stills_png
 
