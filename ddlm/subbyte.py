@@ -1,0 +1,252 @@
+"""Partial masking: a byte read as digits, each masked on its own (MDM-Prime on bytes).
+
+Chao et al., "Beyond Masked and Unmasked: Discrete Diffusion Models via Partial Masking",
+arXiv 2505.18495; binary digits for a vocabulary of 2^k values: arXiv 2603.16077.
+
+A byte has 8 bits. With `subtokens = s` (1, 2, 4 or 8) we read it as s digits of w = 8 / s
+bits each, in base b = 2^w: one byte (s = 1), two nibbles, four bit pairs, or eight bits.
+The forward process masks every digit independently with probability t, so a position can be
+partly known ("the high nibble is 6, the low one is masked"). Digit j holds bits
+[w j, w (j + 1)) of the byte.
+
+What the network sees. One id per position, as always. A fully visible byte keeps its byte
+id, a fully masked one is MASK, PAD and EOS keep theirs, and every partly masked byte gets an
+id of its own above the specials (`DigitCode.n_ids` in all; with s = 8 there are
+3^8 - 2^8 - 1 = 6,304 partial states). With s = 1 there are none: the plain model.
+
+What it predicts. Still a distribution over the 256 bytes. Bytes that disagree with the
+visible digits get probability zero, and each masked digit is scored by its marginal:
+
+    p(digit_j = v | y_t) = sum of p(x | y_t) over the bytes x that agree with the visible
+                           digits and have digit j equal to v.
+
+The bound. The digits of a window are a sequence of L s units, masked independently with
+probability t: the absorbing process of `ddlm.diffusion`, one level down. Its continuous-time
+ELBO, with the linear schedule, is
+
+    -log p(x_0) <= int_0^1 (1/t) E_{y_t}[ sum over masked digits k of -log p(y_0^k | y_t) ] dt
+
+and since a byte and its digits are the same information, it bounds the bytes' negative
+log-likelihood too: divided by L ln 2 it is bits per byte, comparable with every other
+number we publish. With exact conditionals the bound is tight (the any-order identity over
+the L s digits); `exact_elbo` computes it by enumeration for the tests.
+
+Specials. PAD is never masked and never scored. EOS is refused: a position that may hold EOS
+is not made of 8 bits, and masking EOS whole beside bytes digit by digit would make the total
+reverse rate at a fully masked position depend on the model, an extra term in the bound.
+
+Shapes: x0 (B, T) int64 ids; visible (B, T) int64, a bit mask (0..255) of the bits shown;
+logits (B, T, V) with V >= 256; t (B,).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+
+from .tokenizer import EOS_ID, MASK_ID, PAD_ID, VOCAB_SIZE
+
+SUBTOKENS = (1, 2, 4, 8)  # digits per byte
+EMBEDDINGS = ("table", "sum")  # how a partly masked byte is embedded (see DigitEmbedding)
+ALL_BITS = 255
+
+
+@dataclass(frozen=True)
+class DigitCode:
+    """The digits of a byte for one `subtokens` s, and the ids of partly masked bytes."""
+
+    s: int
+
+    def __post_init__(self) -> None:
+        if self.s not in SUBTOKENS:
+            raise ValueError(f"subtokens must be one of {SUBTOKENS}, got {self.s!r}")
+
+    @property
+    def width(self) -> int:  # bits per digit
+        return 8 // self.s
+
+    @property
+    def base(self) -> int:
+        return 2**self.width
+
+    @property
+    def digit_bits(self) -> torch.Tensor:
+        """(s,) the bit mask of each digit: digit j covers bits [w j, w (j + 1))."""
+        return torch.tensor([(self.base - 1) << (self.width * j) for j in range(self.s)])
+
+    @functools.cached_property
+    def _tables(self) -> tuple[torch.Tensor, torch.Tensor]:
+        # A digit state is 0..b-1 (shown) or b (masked); a byte's s states, read in base
+        # b + 1, give a code in 0..(b+1)^s - 1. id_of_code maps it to the network's id;
+        # digits_of_id maps every id back to its s digit states (specials: all masked).
+        b, s = self.base, self.s
+        codes = torch.arange((b + 1) ** s)
+        states = torch.stack([(codes // (b + 1) ** j) % (b + 1) for j in range(s)], -1)
+        shown = states < b  # (codes, s)
+        byte = (states.clamp_max(b - 1) * b ** torch.arange(s)).sum(-1)
+        partial = shown.any(-1) & ~shown.all(-1)
+        id_of_code = torch.where(shown.all(-1), byte, torch.full_like(codes, MASK_ID))
+        id_of_code[partial] = VOCAB_SIZE + torch.arange(int(partial.sum()))
+        digits_of_id = torch.full((VOCAB_SIZE + int(partial.sum()), s), b)
+        digits_of_id[id_of_code] = states
+        digits_of_id[[PAD_ID, EOS_ID]] = b
+        return id_of_code, digits_of_id
+
+    @property
+    def n_ids(self) -> int:
+        """Input ids a model needs: the plain vocabulary plus one per partly masked byte."""
+        return VOCAB_SIZE + (self.base + 1) ** self.s - self.base**self.s - 1
+
+    def input_ids(self, x0: torch.Tensor, visible: torch.Tensor) -> torch.Tensor:
+        """The network's input (B, T): each byte of x0 with only its `visible` bits shown."""
+        byte = x0 < 256
+        code = torch.zeros_like(x0)
+        for j, bits in enumerate(self.digit_bits.tolist()):
+            shown = (visible & bits) == bits
+            digit = (x0 & bits) >> (self.width * j)
+            code += torch.where(shown, digit, self.base) * (self.base + 1) ** j
+        id_of_code = self._tables[0].to(x0.device)
+        return torch.where(byte, id_of_code[code.clamp_max(len(id_of_code) - 1)], x0)
+
+    def digits(self, ids: torch.Tensor) -> torch.Tensor:
+        """(..., s) digit states of input ids: 0..b-1 shown, b masked (MASK, PAD, EOS too)."""
+        return self._tables[1].to(ids.device)[ids]
+
+
+@functools.cache
+def digit_code(subtokens: int) -> DigitCode:
+    """The shared `DigitCode` for `subtokens` (its tables are built once)."""
+    return DigitCode(subtokens)
+
+
+# ---- the forward process ----------------------------------------------------------------
+
+
+def mask_digits(
+    x0: torch.Tensor,
+    t: torch.Tensor,
+    subtokens: int,
+    generator: torch.Generator | None = None,
+    maskable: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """q(y_t | y_0): hide each digit of each byte with probability t (one t per row, (B,)).
+
+    Returns `visible` (B, T): the bits still shown. Positions that are not bytes (PAD), or
+    False in the optional boolean `maskable`, keep all 8 bits. EOS is refused (module
+    docstring).
+    """
+    if bool((x0 == EOS_ID).any()):
+        raise ValueError("partial masking (subtokens > 1) does not model EOS; train with eos=False")
+    code = digit_code(subtokens)
+    u = torch.rand((*x0.shape, code.s), generator=generator).to(x0.device)
+    kept = u >= t.to(x0.device)[:, None, None]  # (B, T, s)
+    visible = (kept * code.digit_bits.to(x0.device)).sum(-1)
+    fixed = x0 >= 256 if maskable is None else (x0 >= 256) | ~maskable.to(x0.device)
+    return torch.where(fixed, ALL_BITS, visible)
+
+
+# ---- the loss ---------------------------------------------------------------------------
+
+
+def digit_nll(logits: torch.Tensor, x0: torch.Tensor, visible: torch.Tensor, subtokens: int):
+    """(B, T) nats: the sum over each position's masked digits of -log p(digit | y_t).
+
+    The network's distribution over the 256 bytes is restricted to the bytes that agree with
+    the visible bits (x ^ x0 is zero on them); a masked digit's probability is the share of
+    that restricted mass on the bytes whose digit also agrees. Fully visible positions and
+    non-bytes score 0.
+    """
+    code = digit_code(subtokens)
+    lb = logits[..., :256].float()
+    x = x0.clamp_max(255)
+    diff = x[..., None] ^ torch.arange(256, device=x0.device)  # (B, T, 256)
+
+    def log_mass(shown: torch.Tensor) -> torch.Tensor:  # over bytes agreeing on `shown` bits
+        agree = (diff & shown[..., None]) == 0
+        return torch.logsumexp(lb.masked_fill(~agree, float("-inf")), -1)
+
+    total = log_mass(visible)
+    nll = torch.zeros_like(total)
+    for bits in code.digit_bits.tolist():
+        hidden = ((visible & bits) == 0) & (x0 < 256)
+        nll = nll + torch.where(hidden, total - log_mass(visible | bits), 0.0)
+    return nll
+
+
+def subbyte_loss(
+    model: Callable[..., torch.Tensor],
+    x0: torch.Tensor,
+    t: torch.Tensor,
+    subtokens: int,
+    attention_mask: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """The partial-masking training loss, nats per byte: the ELBO's integrand at rates t (B,),
+    each masked digit's -log marginal weighted by 1/t, summed, divided by the real bytes."""
+    code = digit_code(subtokens)
+    real = (x0 != PAD_ID) if attention_mask is None else attention_mask
+    visible = mask_digits(x0, t, subtokens, generator, maskable=real)
+    logits = model(code.input_ids(x0, visible), attention_mask)
+    nll = digit_nll(logits, x0, visible, subtokens)  # (B, T)
+    return (nll / t.to(nll.device)[:, None]).sum() / real.sum().clamp_min(1)
+
+
+# ---- the bound by enumeration (for tests) ------------------------------------------------
+
+
+def exact_elbo(nll_of: Callable[[torch.Tensor], torch.Tensor], n_units: int) -> float:
+    """The continuous-time ELBO in nats, by enumerating every set M of masked units.
+
+    `nll_of(hidden)` takes a boolean (n_units,) mask and returns the summed -log p of the
+    hidden units' true values given the shown ones. With each unit hidden with probability t,
+
+        int_0^1 (1/t) t^m (1 - t)^(N - m) dt = Beta(m, N - m + 1) = (m-1)! (N-m)! / N!
+
+    for |M| = m >= 1, so the bound is a finite sum over the 2^N sets.
+    """
+    total = 0.0
+    for code in range(1, 2**n_units):
+        hidden = torch.tensor([(code >> k) & 1 == 1 for k in range(n_units)])
+        m = int(hidden.sum())
+        w = math.exp(math.lgamma(m) + math.lgamma(n_units - m + 1) - math.lgamma(n_units + 1))
+        total += w * float(nll_of(hidden))
+    return total
+
+
+# ---- the input embedding ----------------------------------------------------------------
+
+
+class DigitEmbedding(nn.Module):
+    """Embeds ids that may be partly masked bytes, as a sum of one vector per digit state.
+
+    `embedding="table"` is an ordinary `nn.Embedding` over all `DigitCode.n_ids` ids: every
+    partial state learns its own vector (6,563 rows for s = 8). `embedding="sum"` composes a
+    byte from its digits: e(id) = sum_j E_j[digit_j] + S[PAD or EOS or neither], s tables of
+    b + 1 rows each, so what the model learns about "the high nibble is 6" is shared by every
+    byte that has it.
+    """
+
+    def __init__(self, subtokens: int, dim: int, embedding: str = "sum") -> None:
+        super().__init__()
+        if embedding not in EMBEDDINGS:
+            raise ValueError(f"embedding must be one of {EMBEDDINGS}, got {embedding!r}")
+        self.code = digit_code(subtokens)
+        self.mode = embedding
+        if embedding == "table":
+            self.table = nn.Embedding(self.code.n_ids, dim)
+        else:
+            self.digit = nn.Embedding(self.code.s * (self.code.base + 1), dim)
+            self.special = nn.Embedding(3, dim)  # 0: a byte (any digits shown), 1: PAD, 2: EOS
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:  # (B, T) -> (B, T, dim)
+        if self.mode == "table":
+            return self.table(ids)
+        offsets = torch.arange(self.code.s, device=ids.device) * (self.code.base + 1)
+        digits = self.code.digits(ids) + offsets  # (B, T, s)
+        kind = (ids == PAD_ID).long() + 2 * (ids == EOS_ID).long()
+        return self.digit(digits).sum(-2) + self.special(kind)
