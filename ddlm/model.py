@@ -29,10 +29,10 @@ from torch import nn
 
 from .attention import LatentAttention, LayerCache, MultiHeadAttention, build_attention_mask
 from .configs import from_dict, option
+from .digits import EMBEDDINGS, SUBTOKENS, DigitEmbedding
 from .ffn import ACTIVATIONS, GatedFFN, ffn_hidden_size
 from .files import CheckpointError, load_tensors, read_json, refuse_pickle, save_tensors, write_json
 from .norm import RMSNorm
-from .subbyte import EMBEDDINGS, SUBTOKENS, DigitEmbedding
 from .tokenizer import VOCAB_SIZE
 
 CONFIG_NAME = "config.json"

@@ -8,15 +8,8 @@ import torch.nn.functional as F
 from helpers import tiny_config
 
 import ddlm
-from ddlm.subbyte import (
-    SUBTOKENS,
-    DigitEmbedding,
-    digit_code,
-    digit_nll,
-    exact_elbo,
-    mask_digits,
-    subbyte_loss,
-)
+from ddlm.digits import SUBTOKENS, DigitEmbedding, digit_code
+from ddlm.subbyte import digit_nll, exact_elbo, mask_digits, subbyte_loss
 from ddlm.tokenizer import EOS_ID, MASK_ID, PAD_ID, VOCAB_SIZE
 
 
