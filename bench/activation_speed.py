@@ -1,6 +1,6 @@
 """Mish, SiLU and GELU per second: full training steps of the findings' micro model, interleaved.
 
-Experiment 2 (notebook 09) compares the activations per *step*; its runs' wall times are not a
+Experiment 2 (notebook 10) compares the activations per *step*; its runs' wall times are not a
 speed measurement (they ran two at a time, sharing memory bandwidth with whatever ran beside
 them). This bench times them alone: the micro model of `experiments/common.py` (dim 128, 4
 layers, 4 heads, batch 16 x 128 bytes, float32), one full training step at a time (masking,

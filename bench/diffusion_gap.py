@@ -37,8 +37,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from ddlm import ModelConfig, ar  # noqa: E402
+from ddlm import ModelConfig, objectives  # noqa: E402
 from ddlm.data import corpus_sha256, load_corpus, split  # noqa: E402
+from ddlm.provenance import code_provenance  # noqa: E402
 from ddlm.train import TrainConfig, Trainer  # noqa: E402
 
 BODY = dict(dim=128, n_layers=4, n_heads=4, kv_latent_dim=32, max_seq_len=64)
@@ -114,7 +115,7 @@ def run(name: str, seed: int, steps: int, data: torch.Tensor, val: torch.Tensor)
     trainer.fit()
     seconds = time.perf_counter() - t0
     with torch.no_grad():
-        r = ar.evaluate(
+        r = objectives.evaluate(
             trainer.model.eval(), val, seq_len=seq_len(name), n_samples=4, batch_size=64
         )
     return {**r.to_dict(), "train_seconds": round(seconds, 1), "steps": tcfg.steps}
@@ -159,6 +160,7 @@ def main() -> None:
                 "torch": torch.__version__,
             },
             "date": time.strftime("%Y-%m-%d"),
+            "provenance": code_provenance(),
             "runtime_s": round(time.perf_counter() - started),
             "corpus": {
                 "source": a.corpus,

@@ -52,9 +52,9 @@ sys.path.insert(0, str(HERE))
 from short_prompts import WORD  # noqa: E402
 
 from ddlm import SamplerConfig, generate, generate_ar, load_pretrained  # noqa: E402
-from ddlm.ar import continuation_bits_per_byte  # noqa: E402
 from ddlm.data import load_corpus, split  # noqa: E402
-from ddlm.quality import distinct_ngrams  # noqa: E402
+from ddlm.provenance import code_provenance  # noqa: E402
+from ddlm.quality import continuation_bits_per_byte, distinct_ngrams  # noqa: E402
 
 # LLaDA's and Fast-dLLM's rule, greedy, in blocks of 32; the defaults' spacing, no-repeat and
 # reading-order bias are switched off so that the curves measure that rule alone.
@@ -229,7 +229,8 @@ def main() -> None:
     cpu = platform.processor() or platform.machine()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {cpu}")
     run = {"command": "python " + shlex.join(sys.argv), "date": time.strftime("%Y-%m-%d"),
-           "machine": {"cpu": cpu, "torch": torch.__version__, "threads": torch.get_num_threads()}}  # fmt: skip
+           "machine": {"cpu": cpu, "torch": torch.__version__, "threads": torch.get_num_threads()},
+           "provenance": code_provenance()}  # fmt: skip
     # With --only, the other sections of an existing --json file are kept: each section
     # records the run that measured it.
     out = {}

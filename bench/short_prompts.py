@@ -16,9 +16,10 @@ boundaries from the validation split (never trained on). For each setting it pri
   (the measures above are taken on the text before the EOS).
 
 The targets of issue 13: 0 of 13 over 35 % whitespace, known >= 0.92, dist4 >= 0.65. The
-default sampler, chosen by this bench, is PMI ranking (`confidence="pmi"`, since sitting 5), no
-12-byte run repeated (`no_repeat=12`, since sitting 9), one step's reveals kept 12 apart and a
-soft left-to-right order (`min_gap=12`, `order_bias=0.02`, since sitting 10); the
+default sampler, chosen by this bench, is PMI ranking (`confidence="pmi"`, since 2026-12-01), no
+12-byte run repeated (`no_repeat=12`, since 2026-12-02), one step's reveals kept 12 apart and a
+soft left-to-right order (`min_gap=12`, `order_bias=0.02`, since 2026-12-06), chosen on both
+prompt sets (`--held-out` selects the second, which is therefore not a held-out test); the
 `probability` rows are LLaDA's ranking, the default before PMI. Every row but `defaults*` runs
 without the gap, the rule and the order unless its name says otherwise (PINNED).
 
@@ -46,11 +47,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from ddlm import SamplerConfig, generate, load_pretrained  # noqa: E402
-from ddlm.ar import continuation_bits_per_byte  # noqa: E402
 from ddlm.data import load_corpus, split  # noqa: E402
 from ddlm.files import sha256_file  # noqa: E402
 from ddlm.model import WEIGHTS_NAME, resolve_checkpoint  # noqa: E402
-from ddlm.quality import distinct_ngrams  # noqa: E402
+from ddlm.provenance import code_provenance  # noqa: E402
+from ddlm.quality import continuation_bits_per_byte, distinct_ngrams  # noqa: E402
 
 WORD = re.compile(rb"[A-Za-z]{2,}")
 
@@ -94,7 +95,7 @@ SETTINGS = {
     "margin,guidance1": dict(confidence="margin", guidance=1.0),
     "margin,guidance2@64": dict(steps=64, confidence="margin", guidance=2.0),
     "blocks64@64": dict(steps=64, block_length=64, **P),
-    # Ranking by what the context adds (PMI, the default since 2026-12-01, sitting 5).
+    # Ranking by what the context adds (PMI, the default since 2026-12-01).
     "pmi@64": dict(steps=64, confidence="pmi"),
     "pmi": dict(confidence="pmi"),
     "pmi,blocks32@64": dict(steps=64, confidence="pmi", block_length=32),
@@ -149,7 +150,7 @@ SETTINGS = {
     "pmi,min_gap2,no_repeat12@64": dict(steps=64, confidence="pmi", min_gap=2, no_repeat=12),
     "pmi,min_gap2,no_repeat16@64": dict(steps=64, confidence="pmi", min_gap=2, no_repeat=16),
 }
-# Wider gaps and a soft left-to-right order (sitting 10). At two bytes per step the gap of 2 left
+# Wider gaps and a soft left-to-right order (2026-12-06). At two bytes per step the gap of 2 left
 # one prompt collapsed and a seventh of the words invented: are two bytes guessed together
 # better kept a word apart, and revealed roughly in reading order?
 _NR = dict(confidence="pmi", no_repeat=12)
@@ -168,7 +169,7 @@ SETTINGS["pmi,min_gap12,no_repeat12,order_bias0.02@32"] = dict(
 
 
 # Every row but "defaults*" pins these to what every row ran with before they had defaults of
-# their own (sitting 9 made min_gap=2, no_repeat=12 the defaults; sitting 10 min_gap=12,
+# their own (2026-12-02 made min_gap=2, no_repeat=12 the defaults; 2026-12-06 min_gap=12,
 # order_bias=0.02), so that a row keeps its meaning, and its committed results, whatever the
 # defaults become.
 PINNED = dict(min_gap=0, no_repeat=0, order_bias=0.0)
@@ -185,8 +186,9 @@ def short_prompts(
 ) -> list[str]:
     """n prompts of lo..hi bytes, evenly spaced over the validation text, each starting at the
     beginning of a line and cut at the last space before `hi` bytes (ASCII letters first).
-    `held_out=True` picks n other lines, halfway between those (a second set, to check that a
-    sampler chosen on the first is not fitted to it)."""
+    `held_out=True` picks n other lines, halfway between those: the second set. It was meant to
+    check that a sampler chosen on the first is not fitted to it; the default sampler was then
+    chosen looking at both, so it is a second set used for that choice, not a held-out test."""
     starts = [m.end() for m in re.finditer(rb"\n(?=[A-Z][a-z])", val)]
     shift = len(starts) // (2 * n) + 3 if held_out else 0
     picked = [starts[i * len(starts) // n + shift] for i in range(n)]
@@ -239,7 +241,8 @@ def main() -> None:
     p.add_argument(
         "--held-out",
         action="store_true",
-        help="12 other prompts, between the usual ones (no 'The assert statement')",
+        help="the second set: 12 other prompts, between the usual ones (no 'The assert statement'); "
+        "the default sampler was chosen on both sets",
     )
     a = p.parse_args()
     corpus = load_corpus("pydoc")
@@ -281,6 +284,7 @@ def main() -> None:
         out = {
             "command": "python " + shlex.join(sys.argv),
             "checkpoint": a.checkpoint,
+            "provenance": code_provenance(),  # the revision and the package code measured
             # Which weights were measured, so a result left over from older weights is caught.
             "weights_sha256": sha256_file(resolve_checkpoint(a.checkpoint) / WEIGHTS_NAME),
             "judge_weights_sha256": sha256_file(resolve_checkpoint("tiny-ar") / WEIGHTS_NAME),

@@ -2,10 +2,10 @@
 
 The same `DiffusionLM` class with `ModelConfig(causal=True)` is a GPT-style byte model of
 the same size, the baseline every diffusion number is compared with. This module holds what
-it needs: the next-byte loss, exact bits per byte, left-to-right sampling with a key/value
-cache, and the AR judge that scores samples. Three dispatchers, `loss`, `evaluate` and
-`sample`, pick the diffusion or the autoregressive version from the model's config, so no
-other module needs to ask which kind of model it holds.
+it needs: the next-byte loss, exact bits per byte, and left-to-right sampling with a
+key/value cache. Which of these or their diffusion counterparts a given model uses is
+decided in one place, `objectives`; the AR judge that scores samples lives with the other
+sample-quality measures, in `quality`.
 
 Shapes: x0 (B, T) int64 byte ids; logits (B, T, V) float32.
 """
@@ -18,17 +18,14 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from .data import chunks
-from .diffusion import BitsPerByte, bits_per_byte, diffusion_loss
+from .likelihood import BitsPerByte, chunks
 from .model import DiffusionLM, require_arch
-from .sampling import Generation, SamplerConfig, TraceStep, generate, pick_bytes
+from .quality import continuation_bits_per_byte as continuation_bits_per_byte  # notebook 08
+from .sampling import pick_bytes
 from .tokenizer import MASK_ID, PAD_ID, ByteTokenizer
+from .trace import Generation, TraceStep
 
 _tok = ByteTokenizer()
-
-
-def is_autoregressive(model: DiffusionLM) -> bool:
-    return bool(getattr(model, "module", model).config.causal)
 
 
 # ---- training and likelihood ------------------------------------------------------------
@@ -70,24 +67,6 @@ def ar_bits_per_byte(
         total += F.cross_entropy(logits.transpose(1, 2), x0[:, 1:], reduction="sum").item()
         count += x0[:, 1:].numel()
     return BitsPerByte(total / count / math.log(2), 0.0, count, 1, "exact-ar")
-
-
-@torch.no_grad()
-def continuation_bits_per_byte(
-    judge: Callable[..., torch.Tensor], prompt: torch.Tensor, continuation: torch.Tensor
-) -> float:
-    """Bits per byte that a causal model assigns to `continuation` given `prompt` (1-D ids).
-
-    The AR judge: lower means the continuation reads more like the corpus to an independent
-    autoregressive model. It also rewards runs of spaces (very predictable), so read it
-    beside `quality.distinct_ngrams`.
-    """
-    if len(prompt) == 0 or len(continuation) == 0:
-        raise ValueError("prompt and continuation must both be non-empty")
-    ids = torch.cat([prompt, continuation]).long()[None]
-    device = next(judge.parameters()).device
-    logits = judge(ids[:, :-1].to(device)).float().cpu()[0, len(prompt) - 1 :]
-    return F.cross_entropy(logits, continuation.long(), reduction="mean").item() / math.log(2)
 
 
 # ---- sampling ---------------------------------------------------------------------------
@@ -161,57 +140,3 @@ def _ar_step(ids: torch.Tensor, i: int, conf: torch.Tensor) -> TraceStep:
     c = torch.full((T,), float("nan"), dtype=torch.float16)
     c[i] = conf.half().cpu()
     return TraceStep(ids.short().cpu(), ids.short().cpu(), c, revealed)
-
-
-# ---- one name for both kinds ---------------------------------------------------------------
-
-
-def check_diffusion_options(model: DiffusionLM, **options) -> None:
-    """Refuse options that only mean something for a diffusion model, given a causal one."""
-    used = sorted(k for k, v in options.items() if v)
-    if used and is_autoregressive(model):
-        raise ValueError(f"{', '.join(used)} apply to diffusion models, not causal ones")
-
-
-def loss(net: Callable[..., torch.Tensor], model: DiffusionLM, x0: torch.Tensor, **diffusion):
-    """The training loss of `model` (called through `net`, e.g. its DDP wrapper) on x0:
-    `diffusion_loss(net, x0, **diffusion)`, or next-byte cross-entropy for a causal model
-    (which ignores the masking options; a clean prompt means nothing to it)."""
-    if is_autoregressive(model):
-        check_diffusion_options(model, prompt_len=diffusion.get("prompt_len", 0))
-        return ar_loss(net, x0)
-    return diffusion_loss(net, x0, **diffusion)
-
-
-def evaluate(
-    model: DiffusionLM,
-    data: torch.Tensor,
-    seq_len: int,
-    max_chunks: int | None = None,
-    device: torch.device | str = "cpu",
-    **diffusion,
-) -> BitsPerByte:
-    """Bits per byte of `model` on `data` at windows of `seq_len` bytes: exact for a causal
-    model (`ar_bits_per_byte`), the ELBO for a diffusion model (`diffusion.bits_per_byte`,
-    which takes the extra keyword arguments: n_samples, estimator, prompt_len, progress)."""
-    if is_autoregressive(model):
-        return ar_bits_per_byte(model, data, seq_len, max_chunks=max_chunks, device=device)
-    return bits_per_byte(model, data, seq_len, max_chunks=max_chunks, device=device, **diffusion)
-
-
-def sample(
-    model: DiffusionLM,
-    prompt: str | bytes,
-    length: int,
-    config: SamplerConfig | None = None,
-    seed: int | None = None,
-    callback: Callable[[int, TraceStep], None] | None = None,
-) -> Generation:
-    """`length` bytes after `prompt`: left to right for a causal model (the config's
-    temperature and top_p apply), the reverse process with `config` for a diffusion model."""
-    config = config or SamplerConfig()
-    if is_autoregressive(model):
-        return generate_ar(
-            model, prompt, length, config.temperature, seed, callback, top_p=config.top_p
-        )
-    return generate(model, prompt, length, config, seed=seed, callback=callback)

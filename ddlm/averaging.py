@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from .files import CheckpointError, sha256_file, write_json
+from .files import CheckpointError, locked, sha256_file, write_json
 from .model import WEIGHTS_NAME, DiffusionLM, resolve_checkpoint
 
 RECORD = "average.json"
@@ -61,10 +61,15 @@ def average_checkpoints(checkpoints: Sequence[str | os.PathLike]) -> DiffusionLM
 def save_average(checkpoints: Sequence[str | os.PathLike], out: str | os.PathLike) -> dict:
     """Average `checkpoints` into the model folder `out` (config.json, model.safetensors and
     average.json) and return the record written to average.json. Refuses a folder that
-    already holds weights."""
+    already holds weights, or that another process is writing (a training run: LockedError)."""
     out = Path(out)
-    if (out / WEIGHTS_NAME).exists():
-        raise FileExistsError(f"{out / WEIGHTS_NAME} exists; choose another --out")
+    with locked(out):
+        if (out / WEIGHTS_NAME).exists():
+            raise FileExistsError(f"{out / WEIGHTS_NAME} exists; choose another --out")
+        return _write_average(checkpoints, out)
+
+
+def _write_average(checkpoints: Sequence[str | os.PathLike], out: Path) -> dict:
     model = average_checkpoints(checkpoints)
     model.save_pretrained(out)
     record = {

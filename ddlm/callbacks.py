@@ -7,7 +7,7 @@ knows nothing of sampling: a logged sample is this module's business.
 
 from __future__ import annotations
 
-from . import ar
+from . import objectives
 from .sampling import SamplerConfig
 
 
@@ -39,7 +39,7 @@ class LogSamples:
     def __call__(self, record: dict) -> dict | None:
         if record["step"] % self.every:
             return None
-        text = ar.sample(self.model, self.prompt, self.length, self.config, seed=0).text
+        text = objectives.sample(self.model, self.prompt, self.length, self.config, seed=0).text
         if self.echo is not None:
             self.echo(f"step {record['step']} sample: {text!r}")
         return {"sample": text}

@@ -33,20 +33,22 @@ class _Parser(argparse.ArgumentParser):
 
 def _resume_config(out: Path, args, model_over: dict) -> tuple:
     """The run's own configs, after checking that the options given agree with them."""
-    from .checkpoint import has_run, read_state
+    from .checkpoint import RunDir
+    from .configs import differences
     from .model import ModelConfig
     from .train import TrainConfig
 
-    if not has_run(out):
+    run = RunDir(out)
+    if not run.has_run():
         raise SystemExit(f"ddlm train: --resume given, but {out} holds no run to resume")
-    state = read_state(out)
-    stored = ModelConfig.from_dict(state["model_config"])
+    state = run.state()
+    stored = run.model_config(state)
     asked = ModelConfig.preset(args.preset, **model_over).to_dict() if args.preset else model_over
-    clash = {k: v for k, v in asked.items() if getattr(stored, k) != v}
+    clash = differences(stored, asked)
     if clash:
         said = ", ".join(
-            f"--{k.replace('_', '-')} {v!r} (the run has {getattr(stored, k)!r})"
-            for k, v in sorted(clash.items())
+            f"--{k.replace('_', '-')} {v!r} (the run has {had!r})"
+            for k, (v, had) in sorted(clash.items())
         )
         raise SystemExit(
             f"ddlm train: the run in {out} was started with another model config: {said}; "
@@ -72,6 +74,8 @@ def _train_configs(args: argparse.Namespace, out: Path):
                 f"{stored.n_layers} blocks; a run keeps its depth (drop --grow-layers to resume)"
             )
         return stored, tcfg
+    if args.new_data:
+        raise SystemExit("ddlm train: --new-data continues a run on another corpus; add --resume")
     tcfg = TrainConfig(**overrides(args, TrainConfig))
     if args.grow_layers is not None and args.init_from is None:
         raise SystemExit("ddlm train: --grow-layers deepens a trained model; add --init-from")
@@ -96,7 +100,7 @@ def _fit_until_signalled(trainer, stop_after: int | None = None) -> tuple[dict, 
     received: list[int] = []
 
     def on_signal(signum, frame):
-        if received:
+        if received and not trainer.saving:  # a save is never cut in half: it ends, then we do
             raise KeyboardInterrupt
         received.append(signum)
         name = signal.Signals(signum).name
@@ -115,13 +119,15 @@ def _fit_until_signalled(trainer, stop_after: int | None = None) -> tuple[dict, 
 def cmd_train(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
-    from .ar import is_autoregressive
     from .callbacks import LogSamples
+    from .objectives import is_autoregressive
     from .train import Trainer
 
     out = Path(args.out)
     model, tcfg = _train_configs(args, out)
-    trainer = Trainer(model, tcfg, data=args.data, out_dir=out, resume=args.resume)
+    trainer = Trainer(
+        model, tcfg, data=args.data, out_dir=out, resume=args.resume, new_data=args.new_data
+    )
     if trainer.step >= tcfg.steps:
         print(f"{out} already reached step {trainer.step} (--steps {tcfg.steps}); nothing to do.")
         trainer.close()
@@ -159,14 +165,13 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def _trained_length(checkpoint: str, model) -> tuple[int, str]:
     """The sequence length a checkpoint was trained at (its train_config.json), and whence."""
+    from .checkpoint import RunDir
     from .model import resolve_checkpoint
 
-    path = resolve_checkpoint(checkpoint) / "train_config.json"
-    if path.exists():
-        seq_len = json.loads(path.read_text()).get("seq_len")
-        if isinstance(seq_len, int) and 0 < seq_len <= model.config.max_seq_len:
-            return seq_len, f"the length it was trained at, from {path.name}"
-    return model.config.max_seq_len, "the model's max_seq_len (no train_config.json found)"
+    seq_len = (RunDir(resolve_checkpoint(checkpoint)).train_config() or {}).get("seq_len")
+    if isinstance(seq_len, int) and 0 < seq_len <= model.config.max_seq_len:
+        return seq_len, f"the length it was trained at, from {RunDir.TRAIN_CONFIG}"
+    return model.config.max_seq_len, f"the model's max_seq_len (no {RunDir.TRAIN_CONFIG} found)"
 
 
 def _weights_sha256(checkpoint: str) -> str:
@@ -179,7 +184,7 @@ def _weights_sha256(checkpoint: str) -> str:
 def cmd_eval(args: argparse.Namespace) -> int:
     import torch
 
-    from . import ar
+    from . import objectives
     from .data import corpus_sha256, load_corpus, split
     from .model import DiffusionLM
     from .precision import resolve_device
@@ -202,7 +207,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         seq_len, why = _trained_length(args.checkpoint, model)
     t0 = time.perf_counter()
     with torch.no_grad():
-        r = ar.evaluate(
+        r = objectives.evaluate(
             model,
             data,
             seq_len,
@@ -214,7 +219,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         )
     result = {
         **r.to_dict(),
-        "arch": "ar" if ar.is_autoregressive(model) else "diffusion",
+        "arch": "ar" if objectives.is_autoregressive(model) else "diffusion",
         "split": args.split,
         "data": str(args.data),
         "seq_len": seq_len,
@@ -280,7 +285,7 @@ def _show_step(step: int, state) -> None:
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
-    from .ar import sample
+    from .objectives import sample
 
     config, model, precision = _loaded(args)
     with precision:
@@ -358,6 +363,12 @@ def _train_parser(sub) -> None:
         "--resume",
         action="store_true",
         help="continue the run in --out (options that agree with the run may be repeated)",
+    )
+    p.add_argument(
+        "--new-data",
+        action="store_true",
+        help="with --resume: go on although the corpus differs from the one the run trained on "
+        "(refused otherwise); the data position restarts and train_config.json records the change",
     )
     p.add_argument(
         "--init-from",
@@ -474,9 +485,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
+    from .files import LockedError, SaveError
+
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError, FileExistsError, ConnectionError) as e:
+    except (ValueError, OSError, LockedError, SaveError) as e:  # OSError: files, connections
         sys.stderr.write(f"ddlm {args.command}: error: {e}\n")
         return 1
 

@@ -42,6 +42,12 @@ def from_dict(cls, d: dict, retired: tuple[str, ...] = ()):
     return cls(**d)
 
 
+def differences(stored, asked: dict) -> dict[str, tuple]:
+    """The fields of `asked` whose values differ from those of the config `stored`, each as
+    (asked, stored): the one "same config?" rule (the loader, a resumed run, the command line)."""
+    return {k: (v, getattr(stored, k)) for k, v in asked.items() if getattr(stored, k) != v}
+
+
 # ---- fields as command-line options ---------------------------------------------------
 
 

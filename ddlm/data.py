@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from .files import atomic_write_bytes
+from .likelihood import chunks as chunks  # re-exported: notebooks import it from here
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 CACHE_DIR = Path(os.environ.get("DDLM_CACHE", DATA_DIR / "cache"))
@@ -347,19 +348,3 @@ def random_length(x0: torch.Tensor, frac: float, generator: torch.Generator) -> 
     T = x0.shape[1]
     length = int(torch.randint(min(16, T), T + 1, (1,), generator=generator))
     return x0[:, :length]
-
-
-def chunks(data: torch.Tensor, seq_len: int, max_chunks: int | None = None) -> torch.Tensor:
-    """Consecutive windows of `seq_len` bytes, (N, seq_len) int64, for evaluation.
-
-    With `max_chunks`, that many windows evenly spaced over the data (a partial evaluation
-    that still covers the whole split); otherwise every whole window.
-    """
-    n = len(data) // seq_len
-    if n == 0:
-        raise ValueError(f"need at least {seq_len} bytes to evaluate, got {len(data)}")
-    if max_chunks is not None and n > max_chunks:
-        starts = torch.linspace(0, (n - 1) * seq_len, max_chunks).long()
-    else:
-        starts = torch.arange(n) * seq_len
-    return torch.stack([data[s : s + seq_len] for s in starts.tolist()]).long()

@@ -16,7 +16,8 @@ Loss. The network sees x_t and predicts the original byte at every masked positi
 (LLaDA Eq. 3, with L the number of real bytes). Without the 1/t factor this is just
 "BERT with a random masking rate"; with it, the sum is the continuous-time ELBO of the
 absorbing process, so it bounds the negative log-likelihood from above (see
-`diffusion_loss`).
+`elbo_loss`). `diffusion_loss` draws t, masks in one of three modes and weighs the result;
+`bits_per_byte` estimates the same bound on held-out text.
 
 Shapes: x0 (B, T) int64 byte ids; attention_mask (B, T) bool; t (B,) float.
 """
@@ -25,20 +26,20 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 
-from .data import chunks
+from .likelihood import BitsPerByte, chunks
 from .tokenizer import MASK_ID, PAD_ID
 
 # Default smallest masking rate. LLaDA uses eps = 1e-3 (t ~ U[eps, 1]); the original
 # ddlm used 0.075. A small eps keeps the 1/t weight bounded (at most 1/eps) while
 # covering almost the whole [0, 1] interval the ELBO integrates over; we follow LLaDA.
 DEFAULT_MASK_EPS = 1e-3
-MASKINGS = ("rate", "count")  # how many bytes a draw of t masks (see diffusion_loss)
-WEIGHTINGS = ("elbo", "flat")  # how the masked bytes' losses are weighed (see diffusion_loss)
+MASKINGS = ("rate", "count")  # how many bytes a draw of t masks (rate_masks, count_masks)
+WEIGHTINGS = ("elbo", "flat")  # how the masked bytes' losses are weighed (elbo_loss, flat_loss)
 
 
 def sample_times(
@@ -168,90 +169,125 @@ def diffusion_loss(
 ) -> torch.Tensor:
     """The masked-diffusion training loss (LLaDA Eq. 3), a scalar in nats per byte.
 
-    Why it bounds the likelihood: with the linear schedule (a byte is still clean at time t
-    with probability 1 - t), the absorbing process's continuous-time ELBO is
-
-        -log p(x_0) <= int_0^1 (1/t) E_{x_t}[ sum_{i masked} -log p_theta(x_0^i | x_t) ] dt
-
-    (MDLM, arXiv 2406.07524, Eq. 10; Shi et al., arXiv 2406.04329). Each masked position's
-    cross-entropy is weighted by 1/t: at small t few bytes are masked, and each
-    of them must stand for the whole stretch of the trajectory that t represents. Sampling t
-    uniformly gives an unbiased Monte Carlo estimate of the integral; dividing by the number
-    of real bytes makes it per byte. Restricting t to [eps, 1] drops a sliver of the
-    integral, which is why evaluation uses eps = 0 (see `bits_per_byte`).
-
-    `prompt_len > 0` keeps the first prompt_len bytes of every sequence clean (LLaDA's
-    supervised form, Eq. 5; the original project did not train this way: its loss masks every
-    byte of a window, and its prompt exists only at sampling time): only the
-    answer is masked, and the loss is per answer byte, a bound on -log p(answer | prompt).
-
-    `masking="count"` draws the same t but masks exactly l = ceil(t n) of a sequence's n
-    bytes and weights by n / l (`mask_count`): the same bound, estimated the way LLaDA's
-    Eq. 6 evaluates it, without the binomial spread of how many bytes a rate t masks.
-
-    `t_power != 1` importance-samples t (`sample_times`, `time_weight`): the same bound.
-    `subs=True` is MDLM's SUBS parameterisation as far as the loss sees it: a clean byte is
-    never MASK (nor PAD), so those two logits are set to -inf before the cross-entropy, and no
-    probability is spent on them (the "carry-over" half of SUBS, copying clean bytes through,
-    changes nothing here: only masked positions are scored).
-
-    `complementary=True` spends the batch on half as many sequences, each twice: once
-    masked at rate t and once with exactly the other bytes masked (rate 1 - t), so every
-    byte of a sequence is scored once per step (antithetic draws; each copy on its own is
-    still a forward-process draw, so the loss is the same bound).
-
-    `weighting="flat"` gives up the bound for a lower-variance objective: the mean
-    cross-entropy over every masked byte of the batch, with no 1/t. Relative to the ELBO it
-    weighs each t by t, so the rare lightly masked sequences, whose few bytes carry weights up
-    to 1/eps, no longer dominate a step's gradient (BERT's and MaskGIT's loss). It is a
-    weighted ELBO (Kingma and Gao, arXiv 2303.00848), not a bound on the likelihood: the
-    value it reports is not bits per byte, so models trained with it are still evaluated with
-    the ELBO (`bits_per_byte`).
+    One draw of t per sequence (`sample_times`), one draw of masks in the chosen mode
+    (`rate_masks`; `count_masks` for masking="count"; `complementary_masks`), one network
+    pass, and the masked bytes' cross-entropy weighed by `elbo_loss` (the bound on the
+    likelihood, and why) or `flat_loss`. The other options are explained where they are
+    computed: `prompt_len` (`scored_positions`), `t_power` (`sample_times`, `time_weight`),
+    `subs` (`without_mask_logits`).
     """
+    _check_loss_options(x0.shape, prompt_len, masking, t_power, complementary, weighting)
+    B = x0.shape[0]
+    # Complementary masks: B / 2 sequences, each twice, so B / 2 rates stratified between them.
+    t = sample_times(B // 2 if complementary else B, eps, stratified, generator, x0.device, t_power)
+    real = scored_positions(x0, attention_mask, prompt_len)
+    if complementary:
+        draw = complementary_masks(x0, real, attention_mask, t, eps, generator)
+    elif masking == "rate":
+        draw = rate_masks(x0, real, attention_mask, t, generator)
+    else:
+        draw = count_masks(x0, real, attention_mask, t, generator)
+    logits = model(draw.xt, draw.attention_mask)  # (B, T, V) float32
+    if subs:
+        logits = without_mask_logits(logits)
+    ce = masked_cross_entropy(logits, draw)
+    if weighting == "flat":
+        return flat_loss(ce, draw)
+    return elbo_loss(ce, draw, eps, t_power)
+
+
+def _check_loss_options(
+    shape: torch.Size,
+    prompt_len: int,
+    masking: str,
+    t_power: float,
+    complementary: bool,
+    weighting: str,
+) -> None:
+    """Refuse an unknown mode, a prompt that leaves nothing to score, or complementary masks
+    with what they cannot be combined with."""
     if masking not in MASKINGS:
         raise ValueError(f"masking must be one of {MASKINGS}, got {masking!r}")
     if weighting not in WEIGHTINGS:
         raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
-    B, T = x0.shape
+    B, T = shape
     if not 0 <= prompt_len < T:
         raise ValueError(f"prompt_len must be in [0, {T}) for sequences of {T}, got {prompt_len}")
     if complementary and (B % 2 or masking != "rate" or t_power != 1.0):
         raise ValueError("complementary masks need an even batch, masking='rate', t_power=1")
-    # Complementary masks: B / 2 sequences, each twice, so B / 2 rates stratified between them.
-    t = sample_times(B // 2 if complementary else B, eps, stratified, generator, x0.device, t_power)
+
+
+def scored_positions(
+    x0: torch.Tensor, attention_mask: torch.Tensor | None, prompt_len: int
+) -> torch.Tensor:
+    """The (B, T) bool positions the loss may mask and is per: real bytes after the prompt.
+
+    `prompt_len > 0` keeps the first prompt_len bytes of every sequence clean (LLaDA's
+    supervised form, Eq. 5; the original project did not train this way: its loss masks every
+    byte of a window, and its prompt exists only at sampling time): only the answer is masked,
+    and the loss is per answer byte, a bound on -log p(answer | prompt).
+    """
     real = (x0 != PAD_ID) if attention_mask is None else attention_mask.clone()
     if prompt_len:
         real[:, :prompt_len] = False  # the prompt is never masked, nor scored
-    if complementary:
-        x0, real, attention_mask, t, xt, masked = complementary_masks(
-            x0, real, attention_mask, t, eps, generator
-        )
-        share = t
-    elif masking == "rate":
-        xt, masked = mask_tokens(x0, t, generator, attention_mask, maskable=real)
-        share = t  # the expected share of bytes masked; the loss divides by it
-    else:
-        xt, masked, share = mask_count(x0, t, generator, real)
-    logits = model(xt, attention_mask)  # (B, T, V) float32
-    if subs:
-        logits = without_mask_logits(logits)
-    ce = F.cross_entropy(
-        logits.transpose(1, 2), x0.clamp_max(logits.shape[-1] - 1), reduction="none"
-    )
-    ce = torch.where(masked, ce, 0.0)  # unscored positions may be infinite (PAD under SUBS)
-    if weighting == "flat":  # every masked byte of the batch counts the same; no 1/t
-        return ce.sum() / masked.sum().clamp_min(1)
-    if t_power != 1.0:  # importance weights of the draw of t (1 for the uniform draw)
-        share = share / time_weight(t, eps, t_power)
-    weighted = (ce * masked) / share[:, None]  # (B, T)
-    return weighted.sum() / real.sum().clamp_min(1)
+    return real
 
 
-def complementary_masks(x0, real, attention_mask, t, eps, generator):
-    """The first half of a batch twice over: masked where u < t, then where u >= t.
+class MaskDraw(NamedTuple):
+    """One draw of the forward process for a batch: everything the loss scores, all (B, ...)."""
 
-    t (B / 2,) is mapped to t_1 in [eps, 1 - eps] for the first copies, and the second copies
-    get t_2 = 1 - t_1. Returns (x0, real, attention_mask, t, x_t, masked), all (B, ...)."""
+    x0: torch.Tensor  # (B, T) the clean bytes (complementary: the first half, twice)
+    real: torch.Tensor  # (B, T) bool, the positions the loss is per (`scored_positions`)
+    attention_mask: torch.Tensor | None  # (B, T) bool, or None
+    t: torch.Tensor  # (B,) each row's masking rate
+    xt: torch.Tensor  # (B, T) x0 with MASK_ID at the masked positions
+    masked: torch.Tensor  # (B, T) bool
+    share: torch.Tensor  # (B,) the share of `real` masked (in expectation): the ELBO divides by it
+
+
+def rate_masks(
+    x0: torch.Tensor,
+    real: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    t: torch.Tensor,
+    generator: torch.Generator | None,
+) -> MaskDraw:
+    """masking="rate": each of a row's `real` bytes masked with probability t (`mask_tokens`);
+    t is then the expected share of them masked, the divisor of the ELBO."""
+    xt, masked = mask_tokens(x0, t, generator, attention_mask, maskable=real)
+    return MaskDraw(x0, real, attention_mask, t, xt, masked, t)
+
+
+def count_masks(
+    x0: torch.Tensor,
+    real: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    t: torch.Tensor,
+    generator: torch.Generator | None,
+) -> MaskDraw:
+    """masking="count": the same t, but exactly l = ceil(t n) of a row's n `real` bytes masked
+    and the divisor l / n (`mask_count`): the same bound, estimated the way LLaDA's Eq. 6
+    evaluates it, without the binomial spread of how many bytes a rate t masks."""
+    xt, masked, share = mask_count(x0, t, generator, real)
+    return MaskDraw(x0, real, attention_mask, t, xt, masked, share)
+
+
+def complementary_masks(
+    x0: torch.Tensor,
+    real: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    t: torch.Tensor,
+    eps: float,
+    generator: torch.Generator | None,
+) -> MaskDraw:
+    """complementary=True: the first half of a batch twice over, masked where u < t, then
+    exactly the other `real` bytes (where u >= t).
+
+    The batch is spent on half as many sequences, each scored at every byte once per step
+    (antithetic draws; each copy on its own is still a forward-process draw, so the loss is
+    the same bound). t (B / 2,) is mapped to t_1 in [eps, 1 - eps] for the first copies, and
+    the second copies get t_2 = 1 - t_1.
+    """
     h = x0.shape[0] // 2
     t1 = eps + (1.0 - 2 * eps) * (t[:h] - eps) / (1.0 - eps)
     u = torch.rand(x0[:h].shape, generator=generator).to(x0.device)
@@ -261,32 +297,69 @@ def complementary_masks(x0, real, attention_mask, t, eps, generator):
     if attention_mask is not None:
         attention_mask = torch.cat([attention_mask[:h], attention_mask[:h]])
     xt = torch.where(masked, torch.full_like(x0, MASK_ID), x0)
-    return x0, real, attention_mask, torch.cat([t1, 1.0 - t1]), xt, masked
+    t = torch.cat([t1, 1.0 - t1])
+    return MaskDraw(x0, real, attention_mask, t, xt, masked, t)
 
 
 def without_mask_logits(logits: torch.Tensor) -> torch.Tensor:
-    """(B, T, V) logits with MASK and PAD at -inf: what the network says about a clean byte."""
+    """(B, T, V) logits with MASK and PAD at -inf: what the network says about a clean byte.
+
+    `subs=True` in the loss is MDLM's SUBS parameterisation as far as the loss sees it: a
+    clean byte is never MASK (nor PAD), so no probability is spent on them (the "carry-over"
+    half of SUBS, copying clean bytes through, changes nothing here: only masked positions
+    are scored).
+    """
     out = logits.clone()
     out[..., MASK_ID] = float("-inf")
     out[..., PAD_ID] = float("-inf")
     return out
 
 
+def masked_cross_entropy(logits: torch.Tensor, draw: MaskDraw) -> torch.Tensor:
+    """(B, T) cross-entropy of each clean byte under `logits` (B, T, V), 0 where not masked."""
+    ce = F.cross_entropy(
+        logits.transpose(1, 2), draw.x0.clamp_max(logits.shape[-1] - 1), reduction="none"
+    )
+    return torch.where(draw.masked, ce, 0.0)  # unscored positions may be infinite (PAD, SUBS)
+
+
+def elbo_loss(ce: torch.Tensor, draw: MaskDraw, eps: float, t_power: float) -> torch.Tensor:
+    """weighting="elbo": the continuous-time ELBO, per real byte.
+
+    With the linear schedule (a byte is still clean at time t with probability 1 - t), the
+    absorbing process's continuous-time ELBO is
+
+        -log p(x_0) <= int_0^1 (1/t) E_{x_t}[ sum_{i masked} -log p_theta(x_0^i | x_t) ] dt
+
+    (MDLM, arXiv 2406.07524, Eq. 10; Shi et al., arXiv 2406.04329). Each masked position's
+    cross-entropy `ce` (B, T) is weighted by 1/t (by its row's share masked, `draw.share`): at
+    small t few bytes are masked, and each of them must stand for the whole stretch of the
+    trajectory that t represents. Sampling t uniformly gives an unbiased Monte Carlo estimate
+    of the integral (with t_power != 1, the importance weight of t keeps it so); dividing by
+    the number of real bytes makes it per byte. Restricting t to [eps, 1] drops a sliver of
+    the integral, which is why evaluation uses eps = 0 (see `bits_per_byte`).
+    """
+    share = draw.share
+    if t_power != 1.0:  # importance weights of the draw of t (1 for the uniform draw)
+        share = share / time_weight(draw.t, eps, t_power)
+    weighted = (ce * draw.masked) / share[:, None]  # (B, T)
+    return weighted.sum() / draw.real.sum().clamp_min(1)
+
+
+def flat_loss(ce: torch.Tensor, draw: MaskDraw) -> torch.Tensor:
+    """weighting="flat": the mean cross-entropy over every masked byte of the batch, no 1/t.
+
+    A lower-variance objective that gives up the bound: relative to the ELBO it weighs each t
+    by t, so the rare lightly masked sequences, whose few bytes carry weights up to 1/eps, no
+    longer dominate a step's gradient (BERT's and MaskGIT's loss). It is a weighted ELBO
+    (Kingma and Gao, arXiv 2303.00848), not a bound on the likelihood: the value it reports is
+    not bits per byte, so models trained with it are still evaluated with the ELBO
+    (`bits_per_byte`).
+    """
+    return ce.sum() / draw.masked.sum().clamp_min(1)
+
+
 # ---- evaluation: bits per byte ------------------------------------------------------
-
-
-@dataclass
-class BitsPerByte:
-    """A likelihood estimate. For diffusion models an upper bound (the ELBO)."""
-
-    bits_per_byte: float  # estimate (exact for AR models)
-    stderr: float  # standard error of the Monte Carlo estimate (0 for AR)
-    n_bytes: int  # bytes scored
-    n_samples: int  # Monte Carlo samples per sequence (1 for AR)
-    estimator: str  # "elbo-t", "elbo-l" or "exact-ar"
-
-    def to_dict(self) -> dict:
-        return dict(self.__dict__)
 
 
 @torch.no_grad()
@@ -305,24 +378,18 @@ def bits_per_byte(
 ) -> BitsPerByte:
     """Estimate validation bits per byte of a diffusion model on `data` (1-D uint8 bytes).
 
-    The data is cut into chunks of `seq_len` bytes; each chunk's negative log-likelihood
-    is bounded by the ELBO, estimated with `n_samples` Monte Carlo draws:
+    The data is cut into windows of `seq_len` bytes (`likelihood.chunks`); each window's
+    negative log-likelihood is bounded by the ELBO, estimated with `n_samples` Monte Carlo
+    draws of masks (`_draw_masks`: estimator "t", the training loss with eps = 0, or "l",
+    LLaDA's lower-variance form, arXiv 2502.09992 Eq. 6), stratified over the samples so that
+    a few samples cover all masking levels. Both are unbiased for the same bound. Result in
+    bits per byte (nats / ln 2 / L); the standard error comes from the spread of each window's
+    draws, which ignores the stratification and so overstates the error (a conservative
+    figure). A clean byte is never MASK or PAD, so the model's distribution is read with those
+    two logits at -inf (`without_mask_logits`, MDLM's SUBS): a valid model of the bytes,
+    whatever it was trained with, and never a looser bound.
 
-    * estimator="t": draw t, mask each byte with probability t, weight the summed
-      cross-entropy of masked bytes by 1/t (the training loss, with eps = 0 and t stratified
-      over the samples).
-    * estimator="l" (LLaDA's lower-variance form, arXiv 2502.09992 Eq. 6): draw a number
-      l in 1..L, mask exactly l of the L bytes uniformly at random, weight by L/l.
-      l is stratified across the samples, so a few samples cover all masking levels.
-
-    Both are unbiased for the same bound. Result in bits per byte (nats / ln 2 / L); the
-    standard error comes from the spread of each window's draws, which ignores the
-    stratification and so overstates the error (a conservative figure). A clean byte is never
-    MASK or PAD, so the model's distribution is read with those two logits at -inf
-    (`without_mask_logits`, MDLM's SUBS): a valid model of the bytes, whatever it was
-    trained with, and never a looser bound.
-
-    `prompt_len > 0` scores only the last L - prompt_len bytes of each chunk given the
+    `prompt_len > 0` scores only the last L - prompt_len bytes of each window given the
     first prompt_len, which stay clean (the conditional form, LLaDA Eq. 6): a bound on
     -log p(answer | prompt) per answer byte.
     """
@@ -334,27 +401,23 @@ def bits_per_byte(
         raise ValueError(f"prompt_len must be in [0, {seq_len}), got {prompt_len}")
     windows = chunks(data, seq_len, max_chunks)
     N, L = windows.shape
-    A = L - prompt_len  # bytes scored per chunk
+    A = L - prompt_len  # bytes scored per window
     gen = torch.Generator().manual_seed(seed)
-    per_draw = torch.empty(N, n_samples, dtype=torch.float64)  # nats per chunk, one per draw
+    per_draw = torch.empty(N, n_samples, dtype=torch.float64)  # nats per window, one per draw
     from tqdm.auto import tqdm
 
     bar = tqdm(total=N * n_samples, desc="eval", disable=not progress, leave=False)
     for s in range(n_samples):
         for lo in range(0, N, batch_size):
             x0 = windows[lo : lo + batch_size]
-            b = len(x0)
             # Each window's s-th draw comes from the s-th of n_samples equal strata of (0, 1),
             # with its own jitter: the windows' draws are independent of one another (a shared
             # offset would move a whole batch's masking level together and make the standard
             # error below several times too small).
-            u = (s + torch.rand(b, generator=gen)) / n_samples  # (b,)
-            masked, weight = _draw_masks(u, b, L, prompt_len, estimator, gen)
-            xt = torch.where(masked, torch.full_like(x0, MASK_ID), x0)
-            logits = without_mask_logits(model(xt.to(device)).float().cpu())
-            ce = F.cross_entropy(logits.transpose(1, 2), x0, reduction="none")
-            per_draw[lo : lo + b, s] = (ce * masked).sum(1).double() * weight.double()
-            bar.update(b)
+            u = (s + torch.rand(len(x0), generator=gen)) / n_samples  # (b,)
+            masked, weight = _draw_masks(u, len(x0), L, prompt_len, estimator, gen)
+            per_draw[lo : lo + len(x0), s] = _masked_nats(model, x0, masked, device) * weight
+            bar.update(len(x0))
     bar.close()
     est, stderr = _mean_and_stderr(per_draw / (A * math.log(2)))
     return BitsPerByte(est, stderr, N * A, n_samples, f"elbo-{estimator}")
@@ -363,10 +426,12 @@ def bits_per_byte(
 def _draw_masks(
     u: torch.Tensor, b: int, L: int, prompt_len: int, estimator: str, gen: torch.Generator
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """One draw of masks for b windows of L bytes: (masked (b, L), weight (b,)) from u (b,).
+    """One draw of masks for b windows of L bytes: (masked (b, L), weight (b,) float64) from
+    u (b,).
 
-    "t": mask each byte with probability t = u, weight 1/t. "l": mask exactly l = ceil(u A)
-    of the A answer bytes, weight A/l. The first prompt_len bytes are never masked.
+    "t": mask each byte with probability t = u, weight 1/t. "l": draw a number l in 1..A
+    (l = ceil(u A)), mask exactly l of the A answer bytes uniformly at random, weight A/l.
+    The first prompt_len bytes are never masked.
     """
     A = L - prompt_len
     r = torch.rand(b, L, generator=gen)
@@ -377,6 +442,17 @@ def _draw_masks(
     n_mask = (u * A).long().clamp(0, A - 1) + 1  # l in 1..A
     ranks = r.argsort(dim=1).argsort(dim=1)
     return ranks < n_mask[:, None], A / n_mask.double()
+
+
+def _masked_nats(
+    model: Callable[..., torch.Tensor], x0: torch.Tensor, masked: torch.Tensor, device
+) -> torch.Tensor:
+    """Each window's summed cross-entropy (nats) over its `masked` bytes, (b,) float64, read
+    with MASK and PAD at -inf (`without_mask_logits`)."""
+    xt = torch.where(masked, torch.full_like(x0, MASK_ID), x0)
+    logits = without_mask_logits(model(xt.to(device)).float().cpu())
+    ce = F.cross_entropy(logits.transpose(1, 2), x0, reduction="none")
+    return (ce * masked).sum(1).double()
 
 
 def _mean_and_stderr(per_draw: torch.Tensor) -> tuple[float, float]:

@@ -1,8 +1,11 @@
-"""Safe files: atomic writes, and safetensors plus JSON as the only formats read back.
+"""Safe files: atomic writes, one writer per folder, and safetensors plus JSON as the only
+formats read back.
 
 A crash leaves either the old file or the new one, never half of one: write to a temporary
 file in the same folder, flush it to disk (fsync), rename it over the target (atomic on POSIX
-and Windows), then fsync the folder so the rename itself survives a power cut.
+and Windows), then fsync the folder so the rename itself survives a power cut. A write that
+fails (no space, read-only, permission denied) leaves the old file and raises an OSError that
+names the target.
 """
 
 from __future__ import annotations
@@ -11,13 +14,19 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock, so `locked` cannot keep a second writer out there
+    fcntl = None
 
 
 def _fsync_dir(path: Path) -> None:
@@ -48,8 +57,10 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; give the usual mode
         os.replace(tmp, path)
         _fsync_dir(path.parent)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError) and e.errno is not None:  # name the file the user knows
+            raise OSError(e.errno, e.strerror, str(path)) from e
         raise
 
 
@@ -70,6 +81,64 @@ PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".pkl", ".pickle", ".ckpt")
 
 class CheckpointError(ValueError):
     """A checkpoint that cannot be used: missing, corrupt, or for a different model."""
+
+
+class SaveError(RuntimeError):
+    """A save that failed on an OSError (no space, read-only, permission denied, quota); what
+    was saved before is intact, and the message says so in one line."""
+
+
+# ---- one writer per folder ------------------------------------------------------------
+
+LOCK_NAME = "lock"
+
+
+class LockedError(RuntimeError):
+    """Another process is writing the folder (it holds the folder's lock)."""
+
+
+@contextmanager
+def locked(directory: str | os.PathLike) -> Iterator[None]:
+    """Hold the exclusive write lock of `directory` (created if needed) for the body.
+
+    An OS lock (`flock`) on the file `lock` in the folder, holding the owner's PID: the kernel
+    releases it when the process ends, however it ends, so a `kill -9` never leaves a stale
+    lock. A second writer gets LockedError at once, naming the folder and the process. The
+    file is removed on release (a new writer that opened it just before then notices that the
+    file it locked is gone, and locks the new one)."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / LOCK_NAME
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            if fcntl is not None:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise LockedError(
+                f"{directory} is in use: process {holder} is writing there (it holds "
+                f"{path}); wait for it to end or stop it, then try again"
+            ) from None
+        if _same_file(fd, path):
+            break
+        os.close(fd)
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        yield
+    finally:
+        with suppress(OSError):  # a lock file left behind blocks nothing (as after kill -9)
+            path.unlink(missing_ok=True)  # before the unlock: see the docstring
+        os.close(fd)
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        return os.path.samestat(os.fstat(fd), os.stat(path))
+    except FileNotFoundError:
+        return False
 
 
 def sha256_file(path: str | os.PathLike) -> str:
@@ -107,7 +176,10 @@ def save_tensors(
 ) -> None:
     """Atomically write a safetensors file (tensors are made contiguous and moved to CPU)."""
     cpu = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
-    atomic_write(path, lambda tmp: save_file(cpu, tmp, metadata=metadata))
+    # Serialised in memory and written by Python, so a full disk is an OSError with its errno
+    # (safetensors' own file writer reports one as a SafetensorError carrying text).
+    data = save(cpu, metadata=metadata)
+    atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
 
 
 def load_tensors(

@@ -21,9 +21,10 @@ Two changes, both exact up to rounding:
   precision and n^2 would overflow, so mish(x) = x there.
 
 Both compute in float32 and round once at the end, which is at least as accurate as the
-eager path. `enable()` switches them on for the whole process (the trainer does it for
-`TrainConfig.fuse`); the first call compiles (some seconds), and a new shape or dtype
-compiles again, after which torch.compile goes dynamic. Shapes: (..., dim) -> (..., dim).
+eager path. `with fused():` switches them on for the block it wraps (the trainer runs its loop
+inside it for `TrainConfig.fuse`; `enabled()` says whether they are on); the first call
+compiles (some seconds), and a new shape or dtype compiles again, after which torch.compile
+goes dynamic. Shapes: (..., dim) -> (..., dim).
 """
 
 from __future__ import annotations

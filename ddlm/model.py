@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from .attention import LatentAttention, LayerCache, MultiHeadAttention, build_attention_mask
-from .configs import from_dict, option
+from .configs import differences, from_dict, option
 from .digits import EMBEDDINGS, SUBTOKENS, DigitEmbedding
 from .ffn import ACTIVATIONS, GatedFFN, ffn_hidden_size
 from .files import CheckpointError, load_tensors, read_json, refuse_pickle, save_tensors, write_json
@@ -367,12 +367,8 @@ class DiffusionLM(nn.Module):
             raise CheckpointError(
                 f"{directory / CONFIG_NAME} is not a valid ModelConfig ({e})"
             ) from e
-        if config is not None and config != stored:
-            diff = {
-                k: (v, getattr(stored, k))
-                for k, v in config.to_dict().items()
-                if getattr(stored, k) != v
-            }
+        diff = differences(stored, config.to_dict()) if config is not None else {}
+        if diff:
             raise CheckpointError(
                 f"checkpoint config differs from the requested one: {diff} (requested, stored)"
             )

@@ -45,9 +45,15 @@ from collections.abc import Callable
 
 import torch
 
-from .data import chunks
-from .diffusion import BitsPerByte, _draw_masks, _mean_and_stderr
+from .diffusion import (
+    DEFAULT_MASK_EPS,
+    _draw_masks,
+    _mean_and_stderr,
+    sample_times,
+    scored_positions,
+)
 from .digits import ALL_BITS, digit_code
+from .likelihood import BitsPerByte, chunks
 from .tokenizer import EOS_ID, PAD_ID
 
 # ---- the forward process ----------------------------------------------------------------
@@ -111,15 +117,43 @@ def subbyte_loss(
     subtokens: int,
     attention_mask: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
+    maskable: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The partial-masking training loss, nats per byte: the ELBO's integrand at rates t (B,),
-    each masked digit's -log marginal weighted by 1/t, summed, divided by the real bytes."""
+    each masked digit's -log marginal weighted by 1/t, summed, divided by the bytes that may
+    be masked (`maskable`, (B, T) bool; by default every real byte)."""
     code = digit_code(subtokens)
     real = (x0 != PAD_ID) if attention_mask is None else attention_mask
+    real = real if maskable is None else real & maskable
     visible = mask_digits(x0, t, subtokens, generator, maskable=real)
     logits = model(code.input_ids(x0, visible), attention_mask)
     nll = digit_nll(logits, x0, visible, subtokens)  # (B, T)
     return (nll / t.to(nll.device)[:, None]).sum() / real.sum().clamp_min(1)
+
+
+def partial_masking_loss(
+    model: Callable[..., torch.Tensor],
+    x0: torch.Tensor,
+    subtokens: int,
+    attention_mask: torch.Tensor | None = None,
+    eps: float = DEFAULT_MASK_EPS,
+    stratified: bool = True,
+    generator: torch.Generator | None = None,
+    prompt_len: int = 0,
+    **plain_only,
+) -> torch.Tensor:
+    """The training loss of a model with `subtokens` digits per byte: one draw of t per row
+    (`ddlm.diffusion.sample_times`), then `subbyte_loss`. `prompt_len` keeps a clean prompt
+    as in `diffusion_loss`. The options of plain masking that change how bytes are masked or
+    weighed (masking, t_power, subs, complementary, weighting) are refused unless at their
+    defaults: none of them is derived for digits."""
+    defaults = dict(masking="rate", t_power=1.0, subs=False, complementary=False, weighting="elbo")
+    changed = sorted(k for k, v in plain_only.items() if k not in defaults or v != defaults[k])
+    if changed:
+        raise ValueError(f"{', '.join(changed)}: not available with subtokens={subtokens}")
+    t = sample_times(x0.shape[0], eps, stratified, generator, x0.device)
+    real = scored_positions(x0, attention_mask, prompt_len)
+    return subbyte_loss(model, x0, t, subtokens, attention_mask, generator, maskable=real)
 
 
 # ---- the bound by enumeration (for tests) ------------------------------------------------
@@ -158,6 +192,7 @@ def subbyte_bits_per_byte(
     batch_size: int = 16,
     seed: int = 0,
     device: torch.device | str = "cpu",
+    progress: bool = False,
 ) -> BitsPerByte:
     """The partial-masking ELBO on `data` (1-D uint8 bytes), in bits per byte.
 
@@ -176,6 +211,9 @@ def subbyte_bits_per_byte(
     gen = torch.Generator().manual_seed(seed)
     per_draw = torch.empty(N, n_samples, dtype=torch.float64)
     bits = code.digit_bits
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=N * n_samples, desc="eval", disable=not progress, leave=False)
     for k in range(n_samples):
         for lo in range(0, N, batch_size):
             x0 = windows[lo : lo + batch_size]
@@ -186,5 +224,7 @@ def subbyte_bits_per_byte(
             logits = model(code.input_ids(x0, visible).to(device)).float().cpu()
             nll = digit_nll(logits, x0, visible, s)
             per_draw[lo : lo + b, k] = nll.sum(1).double() * weight.double()
+            bar.update(b)
+    bar.close()
     est, stderr = _mean_and_stderr(per_draw / (L * math.log(2)))
     return BitsPerByte(est, stderr, N * L, n_samples, f"elbo-{estimator}-digits")

@@ -2,15 +2,17 @@
 
 The loop only (minGPT's shape): draw a batch, compute the loss, accumulate, clip, step the
 optimizer, follow the schedule, and tell the callbacks. Everything else is someone else's:
-the loss is `ar.loss` (the masked-diffusion loss, or next-byte cross-entropy for a
+the loss is `objectives.loss` (the masked-diffusion loss, or next-byte cross-entropy for a
 `causal=True` twin), batch shaping is `data.random_length` and
 `diffusion.clean_prefix_length`, the run directory is `checkpoint`, processes under
 torchrun are `distributed`, and logged samples and live plots are callbacks
-(`callbacks.LogSamples`, `widgets.LivePlot`).
+(`callbacks.LogSamples`, `widgets.loss_plot`).
 
 Resuming restores weights, optimizer moments, gradient-scaler state, the step, and every
 random generator (data crops, masking, dropout), so on CPU in float32 a resumed run is
-bit-identical to an uninterrupted one.
+bit-identical to an uninterrupted one. It refuses a corpus other than the one the run trained
+on, unless asked to go on with new data (`new_data=True`). While it writes the run directory
+(resuming, `fit`), the trainer holds the directory's lock: a second writer is refused.
 """
 
 from __future__ import annotations
@@ -25,11 +27,11 @@ from pathlib import Path
 
 import torch
 
-from . import ar, checkpoint, distributed, fused
+from . import checkpoint, distributed, fused, objectives
 from .data import Batcher, corpus_sha256, load_corpus, random_length, split
 from .diffusion import clean_prefix_length
-from .files import write_json
-from .model import CONFIG_NAME, DiffusionLM, ModelConfig
+from .files import CheckpointError
+from .model import DiffusionLM, ModelConfig
 from .precision import autocast, dtype_name, resolve_amp, resolve_device
 from .tokenizer import EOS_ID
 from .train_config import TrainConfig, lr_at
@@ -50,7 +52,9 @@ class Trainer:
 
     `model` is a ModelConfig (a fresh model is built, seeded by `train.seed`) or a DiffusionLM.
     `data` is a corpus source for `load_corpus` or a 1-D uint8 tensor. With `out_dir`, the
-    run is checkpointed there; `resume=True` continues from the checkpoint found there.
+    run is checkpointed there; `resume=True` continues from the checkpoint found there, on
+    the corpus it trained on, or on another one with `new_data=True` (the data position then
+    restarts, and train_config.json records the change).
     `callbacks` receive every metric record (a dict) as it is made; one that returns a dict
     adds its items to the record before it is logged (how `LogSamples` logs a sample).
     """
@@ -64,6 +68,7 @@ class Trainer:
         resume: bool = False,
         callbacks: list[Callback] | None = None,
         progress: bool = True,
+        new_data: bool = False,
     ):
         self.cfg, self.progress = train, progress
         self.out_dir = Path(out_dir) if out_dir is not None else None
@@ -74,6 +79,7 @@ class Trainer:
         self.amp_dtype = resolve_amp(train.amp, self.device)
         corpus = data if isinstance(data, torch.Tensor) else load_corpus(data, eos=train.eos)
         self.train_data, self.val_data = split(corpus, train.val_fraction)
+        self.corpus_id = {"sha256": corpus_sha256(corpus), "size": len(corpus)}
         torch.manual_seed(train.seed)
         model = DiffusionLM(model) if isinstance(model, ModelConfig) else model
         if train.seq_len > model.config.max_seq_len:
@@ -81,7 +87,7 @@ class Trainer:
                 f"TrainConfig.seq_len={train.seq_len} exceeds the model's max_seq_len="
                 f"{model.config.max_seq_len}"
             )
-        ar.check_diffusion_options(
+        objectives.check_diffusion_options(
             model, prompt_frac=train.prompt_frac, clean_prefix_frac=train.clean_prefix_frac
         )
         self.model = model.to(self.device)
@@ -97,14 +103,20 @@ class Trainer:
         fp16 = self.amp_dtype == torch.float16 and self.device.type == "cuda"
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=fp16)
         self.step, self.tokens_seen, self.skipped_steps, self.elapsed = 0, 0, 0, 0.0
-        self.log = checkpoint.MetricLog(self.out_dir if self.is_main else None)
-        if resume:
-            self._resume()
-        elif self.out_dir is not None and checkpoint.has_run(self.out_dir):
-            raise FileExistsError(
-                f"{self.out_dir} already holds a training run; pass resume=True (--resume) to "
-                "continue it, or choose another directory"
-            )
+        self.run = checkpoint.RunDir(out_dir) if out_dir is not None else None
+        self.writer = self.run if self.is_main else None  # rank 0 writes the run directory
+        self.saving, self.data_changes = False, []
+        self._on_disk = None  # the step of the checkpoint this trainer last read or wrote
+        if resume and self.run is None:
+            raise ValueError("resume=True needs out_dir")
+        with self._lock():
+            if resume:
+                self._resume(new_data)
+            elif self.run is not None and self.run.has_run():
+                raise FileExistsError(
+                    f"{self.out_dir} already holds a training run; pass resume=True (--resume) "
+                    "to continue it, or choose another directory"
+                )
         net = distributed.wrap(self.model, self.world)
         self.net = torch.compile(net) if train.compile else net
 
@@ -118,24 +130,45 @@ class Trainer:
         `stop_after=N` saves a checkpoint and returns once step N is done, without touching
         the schedule (which still runs to `steps`): a long run split into sittings, each one
         an exact, repeatable command, continued with `resume=True`."""
-        from tqdm.auto import tqdm
-
         cfg = self.cfg
         if self.step >= cfg.steps:
             return {"step": self.step, "status": "already-complete"}
         if stop_after is not None and stop_after <= self.step:
             raise ValueError(f"stop_after={stop_after} is not after the run's step {self.step}")
         self._stop_requested, self._stop_at = False, stop_after
-        self._write_configs()
+        with self._lock():
+            if self.writer is not None and self.writer.step() != self._on_disk:
+                raise CheckpointError(
+                    f"the run in {self.out_dir} moved on to step {self.writer.step()} since "
+                    f"this Trainer last saw it at step {self._on_disk}; resume it with a new "
+                    "Trainer"
+                )
+            self._write_configs()
+            last = self._loop()
+            self.save_checkpoint()
+        if self.writer is not None:
+            self.writer.close()
+        status = "complete"
+        if self.step < cfg.steps:
+            status = "stopped" if self.step == stop_after else "interrupted"
+        return {**last, "step": self.step, "status": status}
+
+    def _done(self) -> bool:
+        """Is this the last step of this call of fit (the schedule's end, stop_after, or a
+        stop request)?"""
+        return self.step >= self.cfg.steps or self.step == self._stop_at or self._stop_requested
+
+    def _loop(self) -> dict:
+        from tqdm.auto import tqdm
+
+        cfg = self.cfg
         show = self.progress and self.is_main
         bar = tqdm(total=cfg.steps, initial=self.step, disable=not show, desc="train")
-        meter, last, status = _Meter(), {}, "complete"
+        meter, last = _Meter(), {}
         # TrainConfig.fuse: RMSNorm and the Mish gate as compiled loops (ddlm.fused)
         with fused.fused() if cfg.fuse else nullcontext():
             try:
-                while (
-                    self.step < min(cfg.steps, stop_after or cfg.steps) and not self._stop_requested
-                ):
+                while not self._done():
                     t0 = time.perf_counter()
                     loss, tokens = self.train_step()
                     self.elapsed += time.perf_counter() - t0
@@ -149,15 +182,11 @@ class Trainer:
                         bar.set_postfix(loss=f"{last.get('loss', float('nan')):.3f}")
                         if "val_loss" in last and show:
                             bar.write(f"step {self.step}: val_loss {last['val_loss']:.4f}")
-                    if cfg.ckpt_every and self.step % cfg.ckpt_every == 0 and self.step < cfg.steps:
-                        self.save_checkpoint()
-                if self.step < cfg.steps:
-                    status = "stopped" if self.step == stop_after else "interrupted"
+                    if cfg.ckpt_every and self.step % cfg.ckpt_every == 0 and not self._done():
+                        self.save_checkpoint()  # the last step's is fit's
             finally:
                 bar.close()
-        self.save_checkpoint()
-        self.log.close()
-        return {**last, "step": self.step, "status": status}
+        return last
 
     def train_step(self) -> tuple[float, int]:
         """One optimizer step over grad_accum micro-batches: (mean loss, tokens seen)."""
@@ -215,7 +244,7 @@ class Trainer:
         # Training draws the clean prefix (and t stratified or not); evaluation keeps it fixed.
         cfg = self.cfg
         prefix = cfg.clean_prefix_frac if train else 0.0
-        return ar.loss(
+        return objectives.loss(
             net,
             self.model,
             x0,
@@ -233,9 +262,8 @@ class Trainer:
     def _record(self, meter: _Meter) -> dict | None:
         """The metric record for this step, if one is due (log, eval, or the last step)."""
         cfg, step = self.cfg, self.step
-        last = step in (cfg.steps, self._stop_at) or self._stop_requested
         record = None
-        if step % cfg.log_every == 0 or last:
+        if step % cfg.log_every == 0 or self._done():
             record = {"step": step, **meter.take(), "lr": lr_at(step - 1, cfg)}
             record.update(tokens=self.tokens_seen, skipped_steps=self.skipped_steps)
             record["elapsed_s"] = round(self.elapsed, 3)
@@ -250,7 +278,8 @@ class Trainer:
             extra = cb(record)
             if isinstance(extra, dict):
                 record = {**record, **extra}
-        self.log.write(record)
+        if self.writer is not None:
+            self.writer.log(record)
         return record
 
     # ---- the run directory (see ddlm.checkpoint) ---------------------------------------
@@ -264,13 +293,15 @@ class Trainer:
         facts = {
             "amp": dtype_name(self.amp_dtype),
             "device": str(self.device),
-            "corpus_sha256": corpus_sha256(corpus),
+            "corpus_sha256": self.corpus_id["sha256"],
         }
         if corpus.dtype == torch.uint8:
             facts["corpus_bytes"] = len(corpus)
         else:
             facts["corpus_symbols"] = len(corpus)
             facts["corpus_eos"] = int((corpus == EOS_ID).sum())
+        if self.data_changes:  # resumed on new data on purpose (new_data=True)
+            facts["data_changes"] = self.data_changes
         return {
             **facts,
             "python": platform.python_version(),
@@ -278,49 +309,85 @@ class Trainer:
         }
 
     def _write_configs(self) -> None:
-        if self.out_dir is not None and self.is_main:
-            config = {**self.cfg.to_dict(), "run": self.run_facts()}
-            write_json(self.out_dir / checkpoint.TRAIN_CONFIG, config)
-            write_json(self.out_dir / CONFIG_NAME, self.model.config.to_dict())
+        if self.writer is not None:
+            self.writer.write_train_config({**self.cfg.to_dict(), "run": self.run_facts()})
+
+    def _lock(self):
+        """The run directory's write lock, held by rank 0 (nothing without a run directory)."""
+        return self.writer.lock() if self.writer is not None else nullcontext()
 
     def save_checkpoint(self) -> None:
-        """Write a checkpoint into the run directory (rank 0 only), atomically as a unit."""
-        if self.out_dir is not None and self.is_main:
-            tensors = {
-                "rng.torch": torch.get_rng_state(),
-                "rng.data": self.batcher.state(),
-                "rng.mask": self.mask_gen.get_state(),
-            }
-            if self.device.type == "cuda":
-                tensors["rng.cuda"] = torch.cuda.get_rng_state(self.device)
+        """Write a checkpoint into the run directory (rank 0 only), atomically as a unit; a
+        step already saved is not saved again."""
+        if self.run is None or self._on_disk == self.step:
+            return
+        if self.writer is not None:
             state = {
-                "step": self.step,
-                "tokens_seen": self.tokens_seen,
-                "skipped_steps": self.skipped_steps,
-                "elapsed_s": self.elapsed,
-                "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
+                **self.state_dict(),
                 "train_config": self.cfg.to_dict(),
                 "model_config": self.model.config.to_dict(),
                 "world_size": self.world.size,
+                "corpus": self.corpus_id,
             }
-            checkpoint.save_run(self.out_dir, self.model, self.optimizer, state, tensors)
+            self.saving = True  # the command line's second Ctrl-C waits for the save
+            try:
+                self.writer.save(self.model, self.optimizer, state)
+            finally:
+                self.saving = False
         distributed.barrier(self.world)
+        self._on_disk = self.step
 
-    def _resume(self) -> None:
-        if self.out_dir is None:
-            raise ValueError("resume=True needs out_dir")
-        state, tensors = checkpoint.load_run(self.out_dir, self.model, self.optimizer)
-        self.model.to(self.device)
+    def state_dict(self) -> dict:
+        """The loop's own state: counters, the gradient scaler and every random generator
+        (data crops, masks, dropout; tensors among the values). With the model's and the
+        optimizer's state, it is all a checkpoint holds."""
+        state = {
+            "step": self.step,
+            "tokens_seen": self.tokens_seen,
+            "skipped_steps": self.skipped_steps,
+            "elapsed_s": self.elapsed,
+            "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
+            "rng.torch": torch.get_rng_state(),
+            "rng.data": self.batcher.state(),
+            "rng.mask": self.mask_gen.get_state(),
+        }
+        if self.device.type == "cuda":
+            state["rng.cuda"] = torch.cuda.get_rng_state(self.device)
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore what `state_dict` returned (without "rng.data", the data position is
+        left where it is)."""
         if state.get("scaler") and self.scaler.is_enabled():
             self.scaler.load_state_dict(state["scaler"])
-        torch.set_rng_state(tensors["rng.torch"])
-        self.batcher.set_state(tensors["rng.data"])
-        self.mask_gen.set_state(tensors["rng.mask"])
-        if "rng.cuda" in tensors and self.device.type == "cuda":
-            torch.cuda.set_rng_state(tensors["rng.cuda"], self.device)
+        torch.set_rng_state(state["rng.torch"])
+        if "rng.data" in state:
+            self.batcher.set_state(state["rng.data"])
+        self.mask_gen.set_state(state["rng.mask"])
+        if "rng.cuda" in state and self.device.type == "cuda":
+            torch.cuda.set_rng_state(state["rng.cuda"], self.device)
         self.step, self.tokens_seen = state["step"], state["tokens_seen"]
         self.skipped_steps, self.elapsed = state["skipped_steps"], state.get("elapsed_s", 0.0)
-        self.log.truncate_after(self.step)
+
+    def _resume(self, new_data: bool) -> None:
+        state = self.run.load(self.model, self.optimizer)
+        change = self.run.corpus_change(state, self.corpus_id)
+        if change and not new_data:
+            was, now = change["from"], change["to"]
+            raise CheckpointError(
+                f"the run in {self.out_dir} trained on a corpus with sha256 {was['sha256']} "
+                f"(size {was['size']}); this one has sha256 {now['sha256']} (size {now['size']}):"
+                " resume on the same data, or pass new_data=True (--new-data) to go on with it"
+            )
+        recorded = (self.run.train_config() or {}).get("run", {}).get("data_changes", [])
+        self.data_changes = recorded + ([change] if change and change not in recorded else [])
+        if change is not None:  # on new data, the data position restarts
+            del state["rng.data"]
+        self.model.to(self.device)
+        self.load_state_dict(state)
+        self._on_disk = self.step
+        if self.writer is not None:
+            self.writer.truncate_log(self.step)
 
     def close(self) -> None:
         """Leave the process group cleanly (torchrun)."""

@@ -98,11 +98,19 @@ class TrainConfig:
         def bad(field: str, why: str) -> ValueError:
             return ValueError(f"TrainConfig.{field}={getattr(self, field)!r}: {why}")
 
+        for f in dataclasses.fields(self):  # every field: its type, then its choices
+            value, kind = getattr(self, f.name), _KINDS[f.type]
+            if isinstance(value, bool) != (kind is bool) or not isinstance(value, kind):
+                raise bad(f.name, f"must be {_KIND_NAMES[f.type]}")
+            if kind is not str and not math.isfinite(value):
+                raise bad(f.name, "must be finite")
+            if f.metadata.get("choices") and value not in f.metadata["choices"]:
+                raise bad(f.name, f"accepted values are {f.metadata['choices']}")
         for f in ("steps", "batch_size", "seq_len", "grad_accum", "eval_batches", "log_every"):
-            if not isinstance(getattr(self, f), int) or getattr(self, f) <= 0:
+            if getattr(self, f) <= 0:
                 raise bad(f, "must be a positive integer")
         for f in ("warmup_steps", "eval_every", "ckpt_every", "seed"):
-            if not isinstance(getattr(self, f), int) or getattr(self, f) < 0:
+            if getattr(self, f) < 0:
                 raise bad(f, "must be a non-negative integer")
         if self.lr <= 0:
             raise bad("lr", "must be positive")
@@ -130,12 +138,6 @@ class TrainConfig:
                 "needs an even batch_size, masking='rate' and t_power=1 (each sequence twice, "
                 "its rates drawn in pairs t and 1 - t)",
             )
-        if self.weighting not in WEIGHTINGS:
-            raise bad("weighting", f"accepted values are {WEIGHTINGS}")
-        if self.amp not in AMP_MODES:
-            raise bad("amp", f"accepted values are {AMP_MODES}")
-        if self.device not in DEVICES:
-            raise bad("device", f"accepted values are {DEVICES}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -143,6 +145,11 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
         return from_dict(cls, d, retired=NOT_OPTIONS)
+
+
+# A field's annotation (a string, under `from __future__ import annotations`) -> what it accepts.
+_KINDS = {"int": int, "float": (int, float), "bool": bool, "str": str}
+_KIND_NAMES = {"int": "an integer", "float": "a number", "bool": "True or False", "str": "a string"}
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:

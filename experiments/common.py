@@ -31,7 +31,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from ddlm import DiffusionLM, ModelConfig, ar  # noqa: E402
+from ddlm import DiffusionLM, ModelConfig, objectives  # noqa: E402
 from ddlm.data import load_corpus, split  # noqa: E402
 from ddlm.files import atomic_write_text  # noqa: E402
 from ddlm.train import TrainConfig, Trainer  # noqa: E402
@@ -255,7 +255,9 @@ def val_bits(
     standard error) for diffusion models."""
     chunks = 8 if settings.quick else None
     with torch.no_grad():
-        r = ar.evaluate(net, val, seq_len, max_chunks=chunks, n_samples=n_samples, batch_size=64)
+        r = objectives.evaluate(
+            net, val, seq_len, max_chunks=chunks, n_samples=n_samples, batch_size=64
+        )
     return r.to_dict()
 
 
@@ -295,26 +297,18 @@ def machine() -> dict:
 
 
 def provenance(script: Path, shipped: tuple[str, ...] = ()) -> dict:
-    """What produced a result: the git revision (and whether the checkout had uncommitted
-    changes), the SHA-256 of the script and of this shared module, the corpus's SHA-256 and
-    size (it differs between Python versions), and the SHA-256 of the weights of each shipped
-    model the script loads (`shipped`)."""
-    import subprocess
-
+    """What produced a result: the git revision, whether the checkout had uncommitted
+    changes and the SHA-256 of the package sources (`ddlm.provenance.code_provenance`), the
+    SHA-256 of the script and of this shared module, the corpus's SHA-256 and size (it differs
+    between Python versions), and the SHA-256 of the weights of each shipped model the script
+    loads (`shipped`)."""
     from ddlm.files import sha256_file
     from ddlm.model import WEIGHTS_NAME, resolve_checkpoint
-
-    def git(*args: str) -> str:
-        try:
-            run = subprocess.run(["git", *args], capture_output=True, text=True, cwd=ROOT)
-            return run.stdout.strip() if run.returncode == 0 else ""
-        except OSError:
-            return ""
+    from ddlm.provenance import code_provenance
 
     data = load_corpus("pydoc").numpy().tobytes()
     return {
-        "git_revision": git("rev-parse", "HEAD") or None,
-        "git_dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
+        **code_provenance(),
         "script_sha256": sha256_file(script),
         "common_sha256": sha256_file(Path(__file__)),
         "corpus_sha256": hashlib.sha256(data).hexdigest(),

@@ -34,7 +34,7 @@ from common import (
 )
 
 from ddlm import infill
-from ddlm.data import chunks
+from ddlm.likelihood import chunks
 from ddlm.sampling import SamplerConfig, denoise
 from ddlm.tokenizer import MASK_ID, N_BYTES
 

@@ -40,9 +40,8 @@ from common import (
 )
 
 from ddlm import generate, load_pretrained
-from ddlm.ar import continuation_bits_per_byte
 from ddlm.diffusion import bits_per_byte
-from ddlm.quality import distinct_ngrams
+from ddlm.quality import continuation_bits_per_byte, distinct_ngrams
 
 VARIANTS = {
     "plain windows": {},

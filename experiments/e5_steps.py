@@ -21,8 +21,7 @@ import torch
 from common import corpus, mean_sd, parse_args, write_result
 
 from ddlm import SamplerConfig, generate, load_pretrained
-from ddlm.ar import continuation_bits_per_byte
-from ddlm.quality import distinct_ngrams
+from ddlm.quality import continuation_bits_per_byte, distinct_ngrams
 
 STEPS = (8, 16, 32, 64, 128, 256)
 # name -> SamplerConfig fields, each spelled out (so a change of ddlm's defaults cannot change

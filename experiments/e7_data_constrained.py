@@ -24,7 +24,7 @@ from collections.abc import Callable
 import torch
 from common import corpus, mean_sd, parse_args, prefetch, recipe, train_run, write_result
 
-from ddlm import ar
+from ddlm import objectives
 
 SLICE = 100_000  # training bytes (a 1/18 of the split): small enough to run out of
 STEPS = 2000  # x 16 x 128 bytes = 41 epochs of the slice
@@ -48,7 +48,7 @@ def val_scorer(settings) -> Callable:
 
     def score(net) -> dict:
         with torch.no_grad():
-            return ar.evaluate(net, val, seq_len, n_samples=4, batch_size=64).to_dict()
+            return objectives.evaluate(net, val, seq_len, n_samples=4, batch_size=64).to_dict()
 
     return score
 

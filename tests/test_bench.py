@@ -58,6 +58,7 @@ def test_short_prompt_bench_records_the_weights_it_measured(tmp_path):
 
     from ddlm.files import sha256_file
     from ddlm.model import WEIGHTS_NAME, resolve_checkpoint
+    from ddlm.provenance import code_provenance
 
     out = tmp_path / "sp.json"
     cmd = [sys.executable, str(BENCH / "short_prompts.py"), "--length", "8", "--settings", "pmi"]
@@ -67,6 +68,7 @@ def test_short_prompt_bench_records_the_weights_it_measured(tmp_path):
     assert result["judge_weights_sha256"] == sha256_file(
         resolve_checkpoint("tiny-ar") / WEIGHTS_NAME
     )
+    assert result["provenance"] == code_provenance()  # revision, dirty flag, package hash
     row = result["results"]["pmi"]
     assert len(result["prompts"]) == 13 and 0 <= row["known_words"] <= 1
     assert set(row["samples"]) == set(result["prompts"])

@@ -125,7 +125,7 @@ def test_a_kill_at_any_write_of_a_checkpoint_leaves_a_run_that_resumes_exactly(
     straight.fit()
     base = tmp_path / "base"
     Trainer(tiny_config(), _cfg(2), small_corpus, out_dir=base, progress=False).fit()
-    real_replace, real_save_run = os.replace, checkpoint.save_run
+    real_replace, real_save = os.replace, checkpoint.RunDir.save
     renames_in_one_save = None
     for k in range(10):
         run = tmp_path / f"kill-at-{k}"
@@ -138,21 +138,21 @@ def test_a_kill_at_any_write_of_a_checkpoint_leaves_a_run_that_resumes_exactly(
             calls.append(dst)
             real_replace(src, dst)
 
-        def save_run(*a, **kw):
+        def save(*a, **kw):
             monkeypatch.setattr(os, "replace", replace)
             try:
-                real_save_run(*a, **kw)
+                real_save(*a, **kw)
             finally:
                 monkeypatch.setattr(os, "replace", real_replace)
 
-        monkeypatch.setattr(checkpoint, "save_run", save_run)
+        monkeypatch.setattr(checkpoint.RunDir, "save", save)
         t = Trainer(tiny_config(), _cfg(4), small_corpus, out_dir=run, resume=True, progress=False)
         killed = False
         try:
             t.fit()
         except Killed:
             killed = True
-        monkeypatch.setattr(checkpoint, "save_run", real_save_run)
+        monkeypatch.setattr(checkpoint.RunDir, "save", real_save)
         resumed = Trainer(
             tiny_config(), _cfg(4), small_corpus, out_dir=run, resume=True, progress=False
         )
@@ -169,7 +169,7 @@ def test_a_kill_at_any_write_of_a_checkpoint_leaves_a_run_that_resumes_exactly(
     assert renames_in_one_save == 6
 
 
-def test_save_run_keeps_one_step_folder_and_the_pointer_names_it(tmp_path, small_corpus):
+def test_a_save_keeps_one_step_folder_and_the_pointer_names_it(tmp_path, small_corpus):
     cfg = TrainConfig(**{**_cfg(4).to_dict(), "ckpt_every": 2})
     Trainer(tiny_config(), cfg, small_corpus, out_dir=tmp_path, progress=False).fit()
     folders = sorted(p.name for p in tmp_path.glob("step-*"))

@@ -83,20 +83,31 @@ def test_stratified_times_lower_the_loss_variance():
 
 
 def test_loss_weights_masked_ce_by_inverse_t():
+    # The expected value is written out from the generator's raw draws, without the helpers
+    # the loss is built from (sample_times, mask_tokens): MDLM's stratified t in
+    # [eps, 1] from one uniform, then one uniform per byte, masked where it falls below t.
     torch.manual_seed(0)
     logits = torch.randn(2, 16, 259)
+    seen = []
 
     def model(ids, attention_mask=None):
+        seen.append(ids.clone())
         return logits
 
     x0 = torch.randint(0, 256, (2, 16))
-    g1, g2 = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
-    loss = diffusion_loss(model, x0, generator=g1)
-    t = sample_times(2, generator=g2)
-    _, masked = mask_tokens(x0, t, g2)
-    ce = F.cross_entropy(logits.transpose(1, 2), x0, reduction="none")
-    expected = ((ce * masked) / t[:, None]).sum() / x0.numel()
-    torch.testing.assert_close(loss, expected)
+    loss = diffusion_loss(model, x0, generator=torch.Generator().manual_seed(5))
+    g, eps = torch.Generator().manual_seed(5), 1e-3
+    u = (torch.rand(1, generator=g).item() + torch.tensor([0.0, 0.5])) % 1.0
+    t = eps + (1 - eps) * u  # (2,)
+    masked = torch.rand(2, 16, generator=g) < t[:, None]
+    assert torch.equal(seen[0] == MASK_ID, masked) and torch.equal(seen[0][~masked], x0[~masked])
+    logp = logits.log_softmax(-1).gather(-1, x0[..., None])[..., 0]  # (2, 16)
+    expected = (
+        sum(-logp[b, i].item() / t[b].item() for b in range(2) for i in range(16) if masked[b, i])
+        / x0.numel()
+    )
+    assert 0 < masked.sum() < masked.numel()  # the draw masks some bytes and keeps some
+    assert loss.item() == pytest.approx(expected, rel=1e-5)
 
 
 def test_ar_loss_is_next_byte_ce():
@@ -307,7 +318,9 @@ def test_complementary_masks_score_every_byte_once_and_estimate_the_same_bound()
     real = torch.ones(6, 40, dtype=torch.bool)
     real[:, :5] = False  # a clean prompt: never masked
     t = sample_times(3, eps=1e-3, generator=torch.Generator().manual_seed(0))
-    x, r, _, tt, xt, masked = complementary_masks(x0, real, None, t, 1e-3, torch.Generator())
+    draw = complementary_masks(x0, real, None, t, 1e-3, torch.Generator())
+    x, r, tt, xt, masked = draw.x0, draw.real, draw.t, draw.xt, draw.masked
+    assert draw.attention_mask is None and torch.equal(draw.share, tt)
     assert torch.equal(x[:3], x[3:]) and torch.equal(x[:3], x0[:3])
     assert torch.equal(masked[:3] ^ masked[3:], r[:3])  # each real byte masked in one copy
     assert not (masked[:3] & masked[3:]).any() and not masked[:, :5].any()

@@ -1,5 +1,6 @@
 """The findings experiments: every script runs (in --quick mode, seconds) and writes the JSON
-the notebook reads; the committed results are full runs of the committed scripts."""
+the notebook reads; the committed results are full runs of the scripts as committed at the
+revision each records (`git log <revision>.. -- experiments/ ddlm/` shows what changed since)."""
 
 import json
 import subprocess
@@ -39,36 +40,52 @@ def test_quick_run_writes_json(script, tmp_path):
         assert again.stdout.count("cached run") == 3 and "trained " not in again.stdout
 
 
+def _git(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["git", *args], capture_output=True, cwd=ROOT)
+
+
+def _sha_at(revision: str | None, path: Path) -> str:
+    """SHA-256 of `path` as it is now (revision None) or as committed at `revision`."""
+    import hashlib
+
+    if revision is None:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    shown = _git("show", f"{revision}:{path.relative_to(ROOT).as_posix()}")
+    assert shown.returncode == 0, f"cannot read {path.name} at {revision}: {shown.stderr!r}"
+    return hashlib.sha256(shown.stdout).hexdigest()
+
+
 def _check_provenance(p: dict, script: Path, check_revision: bool = False) -> None:
     """The recorded provenance is the facts, recomputed here, not what the script says: the
-    script and the shared module are the committed ones, the corpus is this Python's, and
-    the shipped weights the script used are the shipped ones."""
+    script and the shared module are the ones committed at the recorded revision (for a fresh
+    run, the ones on disk), the corpus is this Python's, and the shipped weights the script
+    used are the shipped ones."""
     import hashlib
 
     from ddlm.data import load_corpus
-
-    def sha(path: Path) -> str:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
+    from ddlm.provenance import package_sha256
 
     corpus = load_corpus("pydoc").numpy().tobytes()
     if check_revision:  # a fresh run knows the revision it ran at; a committed one predates it
-        head = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=ROOT
-        )
-        assert p["git_revision"] == head.stdout.strip()
+        assert p["git_revision"] == _git("rev-parse", "HEAD").stdout.decode().strip()
+        assert p["ddlm_sha256"] == package_sha256()
+        at = None
     else:
         assert p["git_revision"] and not p["git_dirty"], (
             "a committed result must come from a clean checkout"
         )
-    assert p["script_sha256"] == sha(script), f"{script.name} changed since its result was made"
-    assert p["common_sha256"] == sha(script.parent / "common.py"), "common.py changed since"
+        ancestor = _git("merge-base", "--is-ancestor", p["git_revision"], "HEAD")
+        assert ancestor.returncode == 0, f"{p['git_revision']} is not in this checkout's history"
+        at = p["git_revision"]
+    assert p["script_sha256"] == _sha_at(at, script), f"{script.name} is not the one that ran"
+    assert p["common_sha256"] == _sha_at(at, script.parent / "common.py"), "common.py differs"
     assert p["corpus_sha256"] == hashlib.sha256(corpus).hexdigest()
     assert p["corpus_bytes"] == len(corpus)
     shipped = SHIPPED.get(script.stem, ())
     assert sorted(p["weights_sha256"]) == sorted(shipped)
     for name in shipped:
         weights = ROOT / "data" / "checkpoints" / name / "model.safetensors"
-        assert p["weights_sha256"][name] == sha(weights), f"{name} was re-shipped since"
+        assert p["weights_sha256"][name] == _sha_at(None, weights), f"{name} was re-shipped since"
 
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.stem)

@@ -31,20 +31,36 @@ def test_environment_yml_names_every_dependency():
     assert "-e .[dev]" in env
 
 
+def _readme_test_command() -> str:
+    """The README's test command: its first bash block that runs pytest."""
+    readme = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"```bash\n(.*?)\n```", readme, re.S)
+    return [b for b in blocks if "pytest" in b][0].strip()
+
+
+def _readme_torch_pin() -> str:
+    """The torch version the README's test command installs (`pip install torch==X.Y.Z`)."""
+    pins = re.findall(r"pip install torch==([0-9][0-9.]*[0-9])(?=\s|$)", _readme_test_command())
+    assert len(pins) == 1, f"the README's test command should pin torch once, pins {pins}"
+    return pins[0]
+
+
 def test_torch_pin_satisfies_the_range():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     torch_req = [r for r in project["dependencies"] if _name(r) == "torch"][0]
     low = tuple(int(x) for x in re.search(r">=\s*([\d.]+)", torch_req).group(1).split("."))
-    assert (2, 13, 0) >= low
+    assert tuple(int(x) for x in _readme_torch_pin().split(".")) >= low
 
 
 def test_ci_runs_the_readme_test_command():
-    readme = (ROOT / "README.md").read_text()
-    blocks = re.findall(r"```bash\n(.*?)\n```", readme, re.S)
-    test_cmd = [b for b in blocks if "pytest" in b][0].strip()
+    test_cmd, pin = _readme_test_command(), _readme_torch_pin()
     ci = (ROOT / ".ci" / "run").read_text()
     assert test_cmd in ci
-    assert test_cmd.index("torch==2.13.0") < test_cmd.index("-e")
+    assert test_cmd.index(f"torch=={pin}") < test_cmd.index("-e")  # a CPU wheel, then ours
+    readme = (ROOT / "README.md").read_text()
+    assert set(re.findall(r"torch==([0-9][0-9.]*[0-9])", readme)) == {pin}, (
+        "every torch pin the README names is the test command's"
+    )
 
 
 def test_console_script_prints_commands():

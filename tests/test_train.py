@@ -57,6 +57,24 @@ def test_exact_resume(tmp_path, small_corpus):
     assert [r["loss"] for r in b_lines] == [r["loss"] for r in a_lines]
 
 
+def test_state_dict_carries_the_loop_to_another_trainer(small_corpus):
+    # The loop's state (counters, RNGs) plus the model's and the optimizer's: exact, in memory.
+    model_cfg = tiny_config(dropout=0.1)
+    straight = Trainer(model_cfg, cfg(steps=8), small_corpus, progress=False)
+    straight.fit()
+    first = Trainer(model_cfg, cfg(steps=8), small_corpus, progress=False)
+    first.fit(stop_after=4)
+    state = first.state_dict()  # now: building a Trainer seeds the global RNG (dropout's)
+    second = Trainer(model_cfg, cfg(steps=8), small_corpus, progress=False)
+    second.model.load_state_dict(first.model.state_dict())
+    second.optimizer.load_state_dict(first.optimizer.state_dict())
+    second.load_state_dict(state)
+    assert second.step == 4
+    second.fit()
+    for (k, a), b in zip(straight.model.state_dict().items(), second.model.state_dict().values()):
+        assert torch.equal(a, b), k
+
+
 def test_stop_after_splits_a_run_into_sittings_that_end_where_one_run_ends(tmp_path, small_corpus):
     model_cfg = tiny_config()
     straight = Trainer(
@@ -98,7 +116,9 @@ def test_non_finite_loss_skips_the_step(small_corpus, monkeypatch):
     t = Trainer(tiny_config(), cfg(steps=3), small_corpus, progress=False)
     before = {k: v.clone() for k, v in t.model.state_dict().items()}
     monkeypatch.setattr(
-        ddlm.ar, "diffusion_loss", lambda *a, **k: torch.tensor(float("nan"), requires_grad=True)
+        ddlm.objectives,
+        "diffusion_loss",
+        lambda *a, **k: torch.tensor(float("nan"), requires_grad=True),
     )
     t.fit()
     assert t.skipped_steps == 3
@@ -132,6 +152,13 @@ def test_bad_train_config():
         dict(complementary=True, masking="count"),
         dict(complementary=True, t_power=2.0),
         dict(weighting="bert"),
+        dict(masking="bogus"),  # every field with choices is checked against them
+        dict(stratified_t="yes"),  # every field has its type
+        dict(steps=True),
+        dict(steps=12.0),
+        dict(lr="1e-3"),
+        dict(lr=float("nan")),
+        dict(mask_eps=float("inf")),
     ):
         with pytest.raises(ValueError, match="TrainConfig"):
             cfg(**bad)
@@ -212,11 +239,13 @@ def test_kill_9_leaves_a_loadable_checkpoint(tmp_path):
             proc.kill()
     model = ddlm.DiffusionLM.from_pretrained(out)
     assert model(torch.zeros(1, 8, dtype=torch.long)).shape == (1, 8, 259)
-    # The checkpoint is one unit behind a pointer: a kill at any moment leaves a run that resumes.
+    # kill -9 leaves the lock file with the dead process's PID, but no lock: the kernel
+    # released it. The checkpoint is one unit behind a pointer: the run resumes.
+    assert (out / "lock").read_text().strip() == str(proc.pid)
     t = Trainer(
         model.config, cfg(steps=10**6), "pydoc-topics", out_dir=out, resume=True, progress=False
     )
-    assert t.step >= 1
+    assert t.step >= 1 and not (out / "lock").exists()
 
 
 def test_random_length_cuts_batches_to_16_to_T(small_corpus):

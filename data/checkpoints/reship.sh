@@ -103,8 +103,8 @@ if [ "$DO_samples" = 1 ]; then
 fi
 
 if [ "$DO_notebooks" = 1 ]; then
-  python notebooks/run_all.py 00 06 07 08 09 solutions/00_ solutions/03_ solutions/06_ \
-    solutions/08_ solutions/09_ 2>&1 | tee "$LOG/notebooks.log"
+  python notebooks/run_all.py 00 06 07 08 09 10 solutions/00_ solutions/03_ solutions/06_ \
+    solutions/08_ solutions/09_ solutions/10_ 2>&1 | tee "$LOG/notebooks.log"
   ruff format notebooks
 fi
 
