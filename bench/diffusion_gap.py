@@ -81,6 +81,14 @@ CANDIDATES = {
     "diffusion, context 256": (dict(max_seq_len=256), dict(seq_len=256, batch_size=3), 1.0),
     "ar, context 32": (dict(causal=True, max_seq_len=32), dict(seq_len=32, batch_size=24), 1.0),
     "diffusion, context 32": (dict(max_seq_len=32), dict(seq_len=32, batch_size=24), 1.0),
+    # Partial masking (MDM-Prime, ddlm.subbyte): each byte's digits masked on their own, so a
+    # position can be half known; evaluated with the same estimator over the digits, a bound
+    # on the same bytes. A partly masked byte is embedded as a sum of digit vectors, or
+    # ("table") with one vector per partial state.
+    "subtokens 2": (dict(subtokens=2), dict(), 1.0),
+    "subtokens 4": (dict(subtokens=4), dict(), 1.0),
+    "subtokens 8": (dict(subtokens=8), dict(), 1.0),
+    "subtokens 8, table": (dict(subtokens=8, subtoken_embedding="table"), dict(), 1.0),
 }
 
 

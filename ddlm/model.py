@@ -29,6 +29,7 @@ from torch import nn
 
 from .attention import LatentAttention, LayerCache, MultiHeadAttention, build_attention_mask
 from .configs import differences, from_dict, option
+from .digits import EMBEDDINGS, SUBTOKENS, DigitEmbedding
 from .ffn import ACTIVATIONS, GatedFFN, ffn_hidden_size
 from .files import CheckpointError, load_tensors, read_json, refuse_pickle, save_tensors, write_json
 from .norm import RMSNorm
@@ -72,6 +73,18 @@ class ModelConfig:
     causal: bool = option(False, "True = autoregressive twin (causal mask, next-byte loss)")
     norm_eps: float = option(1e-6, "RMSNorm epsilon")
     dropout: float = option(0.0, "dropout on attention weights, FFN output and embeddings")
+    subtokens: int = option(
+        1,
+        "partial masking (MDM-Prime): mask each byte's 8 bits in this many digits, each on "
+        "its own: 1 (whole bytes, plain masking), 2 (nibbles), 4 (bit pairs) or 8 (bits)",
+        choices=SUBTOKENS,
+    )
+    subtoken_embedding: str = option(
+        "sum",
+        "with subtokens > 1, how a partly masked byte is embedded: 'sum' (one vector per "
+        "digit value, summed) or 'table' (one vector per partial state)",
+        choices=EMBEDDINGS,
+    )
 
     def __post_init__(self) -> None:
         def bad(field: str, why: str) -> ValueError:
@@ -112,6 +125,12 @@ class ModelConfig:
             raise bad("dropout", "must be in [0, 1)")
         if self.norm_eps <= 0:
             raise bad("norm_eps", "must be positive")
+        if self.subtokens not in SUBTOKENS:
+            raise bad("subtokens", f"accepted values are {SUBTOKENS}")
+        if self.subtokens > 1 and self.causal:
+            raise bad("subtokens", "partial masking is a diffusion objective; use 1 with causal")
+        if self.subtoken_embedding not in EMBEDDINGS:
+            raise bad("subtoken_embedding", f"accepted values are {EMBEDDINGS}")
 
     @property
     def head_dim(self) -> int:
@@ -191,7 +210,11 @@ class DiffusionLM(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.config = config
-        self.embed = nn.Embedding(config.vocab_size, config.dim)
+        self.embed = (
+            nn.Embedding(config.vocab_size, config.dim)
+            if config.subtokens == 1
+            else DigitEmbedding(config.subtokens, config.dim, config.subtoken_embedding)
+        )
         self.drop = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layers))
         self.norm = RMSNorm(config.dim, config.norm_eps)

@@ -3,9 +3,10 @@
 A `DiffusionLM` is either the masked diffusion model or, with `ModelConfig(causal=True)`, its
 autoregressive twin. The trainer, its callbacks and the command line go through `loss`,
 `evaluate` and `sample`, which pick the diffusion version (`diffusion.diffusion_loss`,
-`diffusion.bits_per_byte`, `sampling.generate`) or the autoregressive one (`ar.ar_loss`,
-`ar.ar_bits_per_byte`, `ar.generate_ar`) from the model's config, so that no other module
-needs to ask which kind of model it holds.
+`diffusion.bits_per_byte`, `sampling.generate`; `subbyte.partial_masking_loss` and
+`subbyte.subbyte_bits_per_byte` for a model with `subtokens > 1`) or the autoregressive one
+(`ar.ar_loss`, `ar.ar_bits_per_byte`, `ar.generate_ar`) from the model's config, so that no
+other module needs to ask which kind of model it holds.
 
 Shapes: x0 (B, T) int64 byte ids; data a 1-D uint8 tensor of held-out bytes.
 """
@@ -22,6 +23,7 @@ from .likelihood import BitsPerByte
 from .model import DiffusionLM
 from .sampler_config import SamplerConfig
 from .sampling import generate
+from .subbyte import partial_masking_loss, subbyte_bits_per_byte
 from .trace import Generation, TraceStep
 
 
@@ -44,6 +46,9 @@ def loss(net: Callable[..., torch.Tensor], model: DiffusionLM, x0: torch.Tensor,
     if is_autoregressive(model):
         check_diffusion_options(model, prompt_len=diffusion.get("prompt_len", 0))
         return ar_loss(net, x0)
+    subtokens = getattr(model, "module", model).config.subtokens
+    if subtokens > 1:
+        return partial_masking_loss(net, x0, subtokens, **diffusion)
     return diffusion_loss(net, x0, **diffusion)
 
 
@@ -60,6 +65,12 @@ def evaluate(
     which takes the extra keyword arguments: n_samples, estimator, prompt_len, progress)."""
     if is_autoregressive(model):
         return ar_bits_per_byte(model, data, seq_len, max_chunks=max_chunks, device=device)
+    if model.config.subtokens > 1:
+        if diffusion.pop("prompt_len", 0):
+            raise ValueError("prompt_len is not available with subtokens > 1")
+        return subbyte_bits_per_byte(
+            model, data, seq_len, max_chunks=max_chunks, device=device, **diffusion
+        )
     return bits_per_byte(model, data, seq_len, max_chunks=max_chunks, device=device, **diffusion)
 
 
