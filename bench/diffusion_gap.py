@@ -129,6 +129,29 @@ def run(name: str, seed: int, steps: int, data: torch.Tensor, val: torch.Tensor)
     return {**r.to_dict(), "train_seconds": round(seconds, 1), "steps": tcfg.steps}
 
 
+def write_json(a, data: torch.Tensor, rows: dict, started: float, complete: bool) -> None:
+    """The bench's JSON: its command, machine, code and corpus, and every run so far."""
+    out = {
+        "command": "python " + shlex.join(sys.argv),
+        "machine": {"cpu": platform.processor() or platform.machine(), "torch": torch.__version__},
+        "date": time.strftime("%Y-%m-%d"),
+        "provenance": code_provenance(),
+        "runtime_s": round(time.perf_counter() - started),
+        "complete": complete,  # False while runs remain (the file is rewritten after each)
+        "corpus": {
+            "source": a.corpus,
+            "bytes": len(data),
+            "sha256": corpus_sha256(data),
+            "python": platform.python_version(),
+        },
+        "body": BODY,
+        "recipe": {**RECIPE, "steps": a.steps},
+        "candidates": {k: CANDIDATES[k] for k in a.only},
+        "results": rows,
+    }
+    Path(a.json).write_text(json.dumps(out, indent=1) + "\n")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--steps", type=int, default=2000)
@@ -153,6 +176,8 @@ def main() -> None:
                 f"({r['estimator']}, {r['n_bytes']:,} bytes, {r['train_seconds']:.0f} s)",
                 flush=True,
             )
+            if a.json:  # after every run, so that a stopped bench keeps what it measured
+                write_json(a, data, rows, started, complete=False)
     print(f"\n{'candidate':26} {'bits/byte (mean of seeds)':>26} {'/ AR':>6}")
     for name, rs in rows.items():
         bits = [r["bits_per_byte"] for r in rs]
@@ -161,27 +186,7 @@ def main() -> None:
         spread = f" (seeds {', '.join(f'{b:.3f}' for b in bits)})"
         print(f"{name:26} {statistics.fmean(bits):>10.4f}{spread:>16} {ratio:>6.3f}")
     if a.json:
-        out = {
-            "command": "python " + shlex.join(sys.argv),
-            "machine": {
-                "cpu": platform.processor() or platform.machine(),
-                "torch": torch.__version__,
-            },
-            "date": time.strftime("%Y-%m-%d"),
-            "provenance": code_provenance(),
-            "runtime_s": round(time.perf_counter() - started),
-            "corpus": {
-                "source": a.corpus,
-                "bytes": len(data),
-                "sha256": corpus_sha256(data),
-                "python": platform.python_version(),
-            },
-            "body": BODY,
-            "recipe": {**RECIPE, "steps": a.steps},
-            "candidates": {k: CANDIDATES[k] for k in a.only},
-            "results": rows,
-        }
-        Path(a.json).write_text(json.dumps(out, indent=1) + "\n")
+        write_json(a, data, rows, started, complete=True)
 
 
 if __name__ == "__main__":
