@@ -2,7 +2,7 @@
 
 The no-repeat rule (`no_repeat`, a default since sitting 9) forbids every byte that would
 complete a run already in the text, and after a long prompt real text repeats more of itself
-(notebook 08 counts how often). This continues 12 prompts of 300 validation bytes (never trained
+(notebook 09 counts how often). This continues 12 prompts of 300 validation bytes (never trained
 on, evenly spaced) by 128 bytes each and prints, per setting:
 
 * known: the share of generated words (runs of 2+ ASCII letters) that occur in the training text,

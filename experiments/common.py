@@ -3,7 +3,7 @@ records its validation curve against steps and seconds, and the JSON result file
 
 Each experiment script trains small models with `ddlm.train.Trainer` on the embedded `pydoc`
 corpus, measures them with `ddlm`'s own estimators, and writes one JSON file under
-`data/findings/` that `notebooks/09_findings.ipynb` reads. Runs are cached by their full
+`data/findings/` that `notebooks/10_findings.ipynb` reads. Runs are cached by their full
 configuration under the git-ignored `data/cache/findings/`, so a baseline that two
 experiments share (the Mish/MLA diffusion model) trains once.
 
@@ -63,7 +63,7 @@ RECIPE = dict(
 LONGER = dict(steps=1600, eval_every=200)
 
 # The unigram yardstick: bits per byte of the validation split under the training split's
-# byte frequencies (add-one smoothed); notebook 09 computes it.
+# byte frequencies (add-one smoothed); notebook 10 computes it.
 UNIGRAM_BITS = 4.686
 
 QUICK = dict(steps=6, eval_every=3, eval_batches=1, log_every=3, warmup_steps=2, batch_size=4)
