@@ -148,6 +148,19 @@ class _AttentionBase(nn.Module):
             return build_attention_mask(attention_mask, self.causal, seq_len)
         return attention_mask
 
+    def forward(
+        self,
+        x: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        cache: LayerCache | None = None,
+    ) -> torch.Tensor:
+        """x (B, T, dim) -> (B, T, dim). Each variant makes its queries, keys and values
+        (`_qkv`, reading and writing `cache`); the attention itself is shared."""
+        _check_cache(cache, attention_mask)
+        P = cache.prefix_len if cache is not None and cache.mode != "record" else 0
+        q, k, v = self._qkv(x, cache, P)  # P: the position of x's first token
+        return self.out(self._attend(q, k, v, self._mask(attention_mask, x.shape[1])))
+
     def _attend(self, q, k, v, mask):  # (B, H, T, *) each -> (B, T, H * d_v)
         T, S = q.shape[-2], k.shape[-2]
         if self.causal and mask is None and S != T:
@@ -185,18 +198,10 @@ class MultiHeadAttention(_AttentionBase):
         self.out = nn.Linear(dim, dim, bias=False)
         self.rotary = RotaryEmbedding(self.rope_dim, max_seq_len, rope_theta)
 
-    def forward(
-        self,
-        x: torch.Tensor,
-        attention_mask: torch.Tensor | None = None,
-        cache: LayerCache | None = None,
-    ) -> torch.Tensor:
+    def _qkv(self, x: torch.Tensor, cache: LayerCache | None, P: int):
         B, T, _ = x.shape
-        H, hd = self.n_heads, self.head_dim
-        _check_cache(cache, attention_mask)
-        offset = cache.prefix_len if cache is not None and cache.mode != "record" else 0
-        q, k, v = self.qkv(x).view(B, T, 3, H, hd).permute(2, 0, 3, 1, 4)  # each (B, H, T, hd)
-        cos, sin = self.rotary(T, x.device, q.dtype, offset=offset)
+        q, k, v = self.qkv(x).view(B, T, 3, self.n_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        cos, sin = self.rotary(T, x.device, q.dtype, offset=P)  # each (B, H, T, hd)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         if cache is not None:
             if cache.mode == "record":
@@ -204,7 +209,7 @@ class MultiHeadAttention(_AttentionBase):
             else:
                 k, v = cache.around(k, v, dim=2)  # (B, H, P + T [+ suffix], hd)
                 cache.extend(k, v)
-        return self.out(self._attend(q, k, v, self._mask(attention_mask, T)))
+        return q, k, v
 
     def kv_cache_elements_per_token(self) -> int:
         """Numbers a decoder keeps per token per layer: a key and a value for every head."""
@@ -262,17 +267,10 @@ class LatentAttention(_AttentionBase):
             return self.wq_up(self.q_norm(self.wq_down(x))), self.wkv_down(x)
         return self.wq(x), self.wkv_down(x)
 
-    def forward(
-        self,
-        x: torch.Tensor,
-        attention_mask: torch.Tensor | None = None,
-        cache: LayerCache | None = None,
-    ) -> torch.Tensor:
+    def _qkv(self, x: torch.Tensor, cache: LayerCache | None, P: int):
         B, T, _ = x.shape
         H, hd = self.n_heads, self.head_dim
-        _check_cache(cache, attention_mask)
         use = cache is not None and cache.mode != "record"
-        P = cache.prefix_len if use else 0  # position of x's first token
         q, down = self._project(x)  # (B, T, H * (hd + r)), (B, T, kv_latent_dim [+ r])
         q = q.view(B, T, H, hd + self.q_rope_dim).transpose(1, 2)  # (B, H, T, hd + r)
         c_kv = self.kv_norm(down[..., : self.kv_latent_dim])  # (B, T, kv_latent_dim): the cache
@@ -296,7 +294,7 @@ class LatentAttention(_AttentionBase):
             q = torch.cat((q_c, apply_rope(q_r, cos, sin)), dim=-1)
             k = torch.cat((k, k_r.expand(B, H, S, self.rope_dim)), dim=-1)
         # SDPA's default scale 1/sqrt(q.shape[-1]) is the full q/k width, hd + r when decoupled.
-        return self.out(self._attend(q, k, v, self._mask(attention_mask, T)))
+        return q, k, v
 
     def kv_cache_elements_per_token(self) -> int:
         """Numbers a decoder keeps per token per layer: the latent, plus k_R when decoupled."""

@@ -181,6 +181,17 @@ def _weights_sha256(checkpoint: str) -> str:
     return sha256_file(resolve_checkpoint(checkpoint) / WEIGHTS_NAME)
 
 
+def _eval_length(args: argparse.Namespace, model) -> tuple[int, str]:
+    """The window length to evaluate at, and why: --seq-len, or the length trained at."""
+    if args.seq_len is None:
+        return _trained_length(args.checkpoint, model)
+    if args.seq_len > model.config.max_seq_len:
+        raise ValueError(
+            f"--seq-len {args.seq_len} exceeds the model's max_seq_len={model.config.max_seq_len}"
+        )
+    return args.seq_len, "--seq-len"
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     import torch
 
@@ -192,19 +203,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     model = DiffusionLM.from_pretrained(args.checkpoint, map_location=device)
     corpus = load_corpus(args.data)
-    if args.split == "all":
-        data = corpus
-    else:
-        train, val = split(corpus, args.val_fraction)
-        data = val if args.split == "val" else train
-    if args.seq_len is not None:
-        seq_len, why = args.seq_len, "--seq-len"
-        if seq_len > model.config.max_seq_len:
-            raise ValueError(
-                f"--seq-len {seq_len} exceeds the model's max_seq_len={model.config.max_seq_len}"
-            )
-    else:
-        seq_len, why = _trained_length(args.checkpoint, model)
+    halves = () if args.split == "all" else split(corpus, args.val_fraction)
+    data = corpus if args.split == "all" else halves[args.split == "val"]  # (train, val)
+    seq_len, why = _eval_length(args, model)
     t0 = time.perf_counter()
     with torch.no_grad():
         r = objectives.evaluate(
@@ -284,19 +285,18 @@ def _show_step(step: int, state) -> None:
     print(f"[{step:>3}] {state.text()!r}", flush=True)
 
 
+def _run_sampler(args: argparse.Namespace, sampler, *inputs):
+    """`sampler(model, *inputs, config, seed=, callback=)` with the command line's options."""
+    config, model, precision = _loaded(args)
+    show = _show_step if args.show_steps else None
+    with precision:
+        return sampler(model, *inputs, config, seed=args.seed, callback=show)
+
+
 def cmd_sample(args: argparse.Namespace) -> int:
     from .objectives import sample
 
-    config, model, precision = _loaded(args)
-    with precision:
-        g = sample(
-            model,
-            args.prompt,
-            args.length,
-            config,
-            seed=args.seed,
-            callback=_show_step if args.show_steps else None,
-        )
+    g = _run_sampler(args, sample, args.prompt, args.length)
     if args.show_steps:
         print(f"--- {g.nfe} network evaluations ---")
     print(args.prompt + g.text)
@@ -306,16 +306,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
 def cmd_infill(args: argparse.Namespace) -> int:
     from .sampling import infill
 
-    config, model, precision = _loaded(args)
-    with precision:
-        g = infill(
-            model,
-            args.text,
-            config,
-            seed=args.seed,
-            callback=_show_step if args.show_steps else None,
-        )
-    print(g.full_text)
+    print(_run_sampler(args, infill, args.text).full_text)
     return 0
 
 
@@ -383,7 +374,7 @@ def _train_parser(sub) -> None:
         default=None,
         metavar="STEP",
         help="save a checkpoint and exit after this step, the schedule unchanged (continue "
-        "later with --resume): one sitting of a longer run, as a repeatable command",
+        "later with --resume): one part of a longer run, as a repeatable command",
     )
     p.add_argument(
         "--grow-layers",
@@ -393,7 +384,13 @@ def _train_parser(sub) -> None:
         help="with --init-from: fine-tune a deeper model of N blocks, the new ones inserted "
         "between the trained ones as identities (DiffusionLM.deepened)",
     )
-    g = p.add_argument_group("logged samples")
+    _sample_log_options(p.add_argument_group("logged samples"))
+    add_options(p, TrainConfig, "training options")
+    add_options(p, ModelConfig, "model options (override the preset)")
+    p.set_defaults(func=cmd_train)
+
+
+def _sample_log_options(g) -> None:
     g.add_argument(
         "--sample-every",
         type=int,
@@ -409,9 +406,6 @@ def _train_parser(sub) -> None:
         default=32,
         help="denoising steps per logged sample (default: 32)",
     )
-    add_options(p, TrainConfig, "training options")
-    add_options(p, ModelConfig, "model options (override the preset)")
-    p.set_defaults(func=cmd_train)
 
 
 def _eval_parser(sub) -> None:

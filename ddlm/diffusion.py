@@ -37,6 +37,10 @@ from .tokenizer import MASK_ID, PAD_ID
 # Default smallest masking rate. LLaDA uses eps = 1e-3 (t ~ U[eps, 1]); the original
 # ddlm used 0.075. A small eps keeps the 1/t weight bounded (at most 1/eps) while
 # covering almost the whole [0, 1] interval the ELBO integrates over; we follow LLaDA.
+Tensor = torch.Tensor
+Mask = torch.Tensor | None  # a (B, T) bool attention mask, or None
+Gen = torch.Generator | None
+
 DEFAULT_MASK_EPS = 1e-3
 MASKINGS = ("rate", "count")  # how many bytes a draw of t masks (rate_masks, count_masks)
 WEIGHTINGS = ("elbo", "flat")  # how the masked bytes' losses are weighed (elbo_loss, flat_loss)
@@ -245,30 +249,18 @@ class MaskDraw(NamedTuple):
     share: torch.Tensor  # (B,) the share of `real` masked (in expectation): the ELBO divides by it
 
 
-def rate_masks(
-    x0: torch.Tensor,
-    real: torch.Tensor,
-    attention_mask: torch.Tensor | None,
-    t: torch.Tensor,
-    generator: torch.Generator | None,
-) -> MaskDraw:
+def rate_masks(x0: Tensor, real: Tensor, attention_mask: Mask, t: Tensor, gen: Gen) -> MaskDraw:
     """masking="rate": each of a row's `real` bytes masked with probability t (`mask_tokens`);
     t is then the expected share of them masked, the divisor of the ELBO."""
-    xt, masked = mask_tokens(x0, t, generator, attention_mask, maskable=real)
+    xt, masked = mask_tokens(x0, t, gen, attention_mask, maskable=real)
     return MaskDraw(x0, real, attention_mask, t, xt, masked, t)
 
 
-def count_masks(
-    x0: torch.Tensor,
-    real: torch.Tensor,
-    attention_mask: torch.Tensor | None,
-    t: torch.Tensor,
-    generator: torch.Generator | None,
-) -> MaskDraw:
+def count_masks(x0: Tensor, real: Tensor, attention_mask: Mask, t: Tensor, gen: Gen) -> MaskDraw:
     """masking="count": the same t, but exactly l = ceil(t n) of a row's n `real` bytes masked
     and the divisor l / n (`mask_count`): the same bound, estimated the way LLaDA's Eq. 6
     evaluates it, without the binomial spread of how many bytes a rate t masks."""
-    xt, masked, share = mask_count(x0, t, generator, real)
+    xt, masked, share = mask_count(x0, t, gen, real)
     return MaskDraw(x0, real, attention_mask, t, xt, masked, share)
 
 
@@ -393,15 +385,45 @@ def bits_per_byte(
     first prompt_len, which stay clean (the conditional form, LLaDA Eq. 6): a bound on
     -log p(answer | prompt) per answer byte.
     """
-    if estimator not in ("t", "l"):
-        raise ValueError(f"estimator must be 't' or 'l', got {estimator!r}")
-    if n_samples < 1:
-        raise ValueError(f"n_samples must be >= 1, got {n_samples}")
+    check_estimator(estimator)
     if not 0 <= prompt_len < seq_len:
         raise ValueError(f"prompt_len must be in [0, {seq_len}), got {prompt_len}")
     windows = chunks(data, seq_len, max_chunks)
     N, L = windows.shape
     A = L - prompt_len  # bytes scored per window
+
+    def nats_of(x0: Tensor, u: Tensor, gen: torch.Generator) -> Tensor:
+        masked, weight = _draw_masks(u, len(x0), L, prompt_len, estimator, gen)
+        return _masked_nats(model, x0, masked, device) * weight
+
+    per_draw = bound_draws(windows, nats_of, n_samples, batch_size, seed, progress)
+    est, stderr = _mean_and_stderr(per_draw / (A * math.log(2)))
+    return BitsPerByte(est, stderr, N * A, n_samples, f"elbo-{estimator}")
+
+
+def check_estimator(estimator: str) -> None:
+    if estimator not in ("t", "l"):
+        raise ValueError(f"estimator must be 't' or 'l', got {estimator!r}")
+
+
+def bound_draws(
+    windows: Tensor,
+    nats_of: Callable[[Tensor, Tensor, torch.Generator], Tensor],
+    n_samples: int = 16,
+    batch_size: int = 16,
+    seed: int = 0,
+    progress: bool = False,
+) -> Tensor:
+    """(N, n_samples) float64: `nats_of(x0, u, gen)` for every batch of the N windows and
+    every draw, the weighted nats of one draw of masks per window at levels u (b,).
+
+    Each window's s-th draw comes from the s-th of n_samples equal strata of (0, 1), with its
+    own jitter: the windows' draws are independent of one another (a shared offset would move
+    a whole batch's masking level together and make the standard error several times too
+    small)."""
+    if n_samples < 1:
+        raise ValueError(f"n_samples must be >= 1, got {n_samples}")
+    N = len(windows)
     gen = torch.Generator().manual_seed(seed)
     per_draw = torch.empty(N, n_samples, dtype=torch.float64)  # nats per window, one per draw
     from tqdm.auto import tqdm
@@ -410,17 +432,11 @@ def bits_per_byte(
     for s in range(n_samples):
         for lo in range(0, N, batch_size):
             x0 = windows[lo : lo + batch_size]
-            # Each window's s-th draw comes from the s-th of n_samples equal strata of (0, 1),
-            # with its own jitter: the windows' draws are independent of one another (a shared
-            # offset would move a whole batch's masking level together and make the standard
-            # error below several times too small).
             u = (s + torch.rand(len(x0), generator=gen)) / n_samples  # (b,)
-            masked, weight = _draw_masks(u, len(x0), L, prompt_len, estimator, gen)
-            per_draw[lo : lo + len(x0), s] = _masked_nats(model, x0, masked, device) * weight
+            per_draw[lo : lo + len(x0), s] = nats_of(x0, u, gen)
             bar.update(len(x0))
     bar.close()
-    est, stderr = _mean_and_stderr(per_draw / (A * math.log(2)))
-    return BitsPerByte(est, stderr, N * A, n_samples, f"elbo-{estimator}")
+    return per_draw
 
 
 def _draw_masks(

@@ -49,6 +49,8 @@ from .diffusion import (
     DEFAULT_MASK_EPS,
     _draw_masks,
     _mean_and_stderr,
+    bound_draws,
+    check_estimator,
     sample_times,
     scored_positions,
 )
@@ -186,13 +188,10 @@ def subbyte_bits_per_byte(
     model: Callable[..., torch.Tensor],
     data: torch.Tensor,
     seq_len: int = 256,
-    n_samples: int = 16,
     estimator: str = "l",
     max_chunks: int | None = None,
-    batch_size: int = 16,
-    seed: int = 0,
     device: torch.device | str = "cpu",
-    progress: bool = False,
+    **draws,
 ) -> BitsPerByte:
     """The partial-masking ELBO on `data` (1-D uint8 bytes), in bits per byte.
 
@@ -200,31 +199,21 @@ def subbyte_bits_per_byte(
     window of L bytes instead of its L bytes: "t" hides each digit with probability t and
     weighs by 1/t; "l" hides exactly l of the N digits, l stratified over 1..N, and weighs by
     N/l. Both are unbiased for the bound of the module docstring; dividing by L ln 2 makes it
-    bits per byte of the same bytes every other estimate scores.
+    bits per byte of the same bytes every other estimate scores. `draws` (n_samples,
+    batch_size, seed, progress) are those of `ddlm.diffusion.bound_draws`.
     """
-    if estimator not in ("t", "l"):
-        raise ValueError(f"estimator must be 't' or 'l', got {estimator!r}")
+    check_estimator(estimator)
     s = int(model.config.subtokens)
     code = digit_code(s)
     windows = chunks(data, seq_len, max_chunks)
     N, L = windows.shape
-    gen = torch.Generator().manual_seed(seed)
-    per_draw = torch.empty(N, n_samples, dtype=torch.float64)
-    bits = code.digit_bits
-    from tqdm.auto import tqdm
 
-    bar = tqdm(total=N * n_samples, desc="eval", disable=not progress, leave=False)
-    for k in range(n_samples):
-        for lo in range(0, N, batch_size):
-            x0 = windows[lo : lo + batch_size]
-            b = len(x0)
-            u = (k + torch.rand(b, generator=gen)) / n_samples  # the k-th stratum, per window
-            hidden, weight = _draw_masks(u, b, L * s, 0, estimator, gen)  # over the digits
-            visible = ((~hidden).view(b, L, s) * bits).sum(-1)
-            logits = model(code.input_ids(x0, visible).to(device)).float().cpu()
-            nll = digit_nll(logits, x0, visible, s)
-            per_draw[lo : lo + b, k] = nll.sum(1).double() * weight.double()
-            bar.update(b)
-    bar.close()
+    def nats_of(x0: torch.Tensor, u: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        hidden, weight = _draw_masks(u, len(x0), L * s, 0, estimator, gen)  # over the digits
+        visible = ((~hidden).view(len(x0), L, s) * code.digit_bits).sum(-1)
+        logits = model(code.input_ids(x0, visible).to(device)).float().cpu()
+        return digit_nll(logits, x0, visible, s).sum(1).double() * weight
+
+    per_draw = bound_draws(windows, nats_of, **draws)
     est, stderr = _mean_and_stderr(per_draw / (L * math.log(2)))
-    return BitsPerByte(est, stderr, N * L, n_samples, f"elbo-{estimator}-digits")
+    return BitsPerByte(est, stderr, N * L, per_draw.shape[1], f"elbo-{estimator}-digits")
