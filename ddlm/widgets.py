@@ -358,7 +358,7 @@ def _prompt_rows(prompt: str) -> int:
     return max(2, min(8, len(prompt) // 90 + prompt.count("\n") + 1))
 
 
-def _controls(prompt: str, length: int, steps: int) -> dict:
+def _controls(prompt: str, length: int, steps: int, confidence: str) -> dict:
     """The panel's inputs, with full labels (no truncation) and tooltips."""
     wide = {"description_width": "initial"}  # the label's own width: never cut to "temperat..."
     rows = _prompt_rows(prompt)
@@ -375,7 +375,7 @@ def _controls(prompt: str, length: int, steps: int) -> dict:
                              style=wide, layout=box()),
         "strategy": W.Dropdown(options=list(STRATEGIES), value="low_confidence",
                                description="which masks to reveal", style=wide, layout=box()),
-        "confidence": W.Dropdown(options=list(CONFIDENCES), value=SamplerConfig().confidence,
+        "confidence": W.Dropdown(options=list(CONFIDENCES), value=confidence,
                                  description="ranked by", style=wide, layout=box("300px"),
                                  tooltip="how low_confidence ranks the guesses"),
         "use_blocks": W.Checkbox(value=False, description="semi-autoregressive blocks", style=wide,
@@ -393,13 +393,16 @@ def _controls(prompt: str, length: int, steps: int) -> dict:
     }  # fmt: skip
 
 
-def sampler_panel(model, prompt: str = "The ", length: int = 64, steps: int = 32) -> W.VBox:
+def sampler_panel(
+    model, prompt: str = "The ", length: int = 64, steps: int = 32, preset: str = "tiny"
+) -> W.VBox:
     """Controls for `generate` and a player for the result. `panel.generate()` runs it.
+    The options the panel does not show keep `SamplerConfig.preset(preset)`'s values.
 
     Options that do not apply are disabled (the block length without blocks, tau without
     threshold decoding); while a generation runs, the status line counts its steps.
     """
-    c = _controls(prompt, length, steps)
+    c = _controls(prompt, length, steps, SamplerConfig.preset(preset).confidence)
     c["prompt"].observe(lambda ch: setattr(c["prompt"], "rows", _prompt_rows(ch["new"])), "value")
     for flag, option in (("use_blocks", "block"), ("use_threshold", "threshold")):
         c[flag].observe(lambda ch, o=option: setattr(c[o], "disabled", not ch["new"]), "value")
@@ -414,7 +417,8 @@ def sampler_panel(model, prompt: str = "The ", length: int = 64, steps: int = 32
         total = min(c["steps"].value, n)
         status.value = f"generating: step 0 / {total}"
         try:
-            config = SamplerConfig(
+            config = SamplerConfig.preset(
+                preset,
                 steps=total,
                 strategy=c["strategy"].value,
                 confidence=c["confidence"].value,
@@ -446,7 +450,7 @@ def sampler_panel(model, prompt: str = "The ", length: int = 64, steps: int = 32
     for name, widget in c.items():
         setattr(box, name, widget)
     box.button, box.status, box.result = button, status, result
-    box.generate, box.player, box.last = on_generate, None, None
+    box.generate, box.player, box.last, box.preset = on_generate, None, None, preset
     return box
 
 
@@ -464,7 +468,7 @@ def panel_settings(panel: W.VBox) -> list[str]:
         f"which masks to reveal: {panel.strategy.value}, ranked by: {ranked}",
         f"temperature {panel.temperature.value:g}, seed {panel.seed.value}",
         f"semi-autoregressive blocks: {blocks}, threshold decoding: {tau}",
-        "every other option: SamplerConfig()'s default",
+        f"every other option: SamplerConfig.{panel.preset}()'s",
     ]
 
 
@@ -482,8 +486,9 @@ def sampler_panel_png(panel: W.VBox, steps=None, width: int = 64, dpi: int = 90)
     lines = [
         *panel_settings(panel),
         f"Generate: {g.nfe} network evaluations",
-        "key: █ a mask, coloured by confidence (red unsure, green sure);",
-        "     yellow: revealed at this step; · a space; ↵ a newline",
+        "key: █ a mask: grey before its first prediction, then coloured by confidence",
+        "     (red unsure, green sure); yellow: revealed at this step;",
+        "     · a space; ↵ a newline",
     ]
     from matplotlib.figure import Figure  # no pyplot: no global backend state
 
