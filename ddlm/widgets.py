@@ -318,8 +318,9 @@ _FILM_KEY = [
     [("     red unsure, orange middling, green sure;  ", "#444", None),
      (MASK_GLYPH, "#bbb", None), (" grey: no guess yet", "#444", None)],
     [("     ", "#444", None), ("ab", "#000", "#ffe066"),
-     (" on yellow: revealed at this step;  ", "#444", None), ("·", "#777", None),
-     (" a space;  ↵ a newline", "#444", None)],
+     (" on yellow: revealed at this step;  ", "#444", None), ("a", "#000", None),
+     ("·", "#888", None), ("b", "#000", None), (" a space between two bytes;  ", "#444", None),
+     ("↵", "#000", None), (" a newline", "#444", None)],
 ]  # fmt: skip
 
 
