@@ -298,7 +298,8 @@ def filmstrip_png(generation: Generation, steps=None, width: int = 64, dpi: int 
 
     One panel per step, `width` bytes per row: a mask is `█` coloured by the model's
     confidence in its guess there (red unsure, green sure; grey where no guess was made), a
-    byte revealed at this step sits on yellow, a space is a faint dot, a newline `↵`."""
+    byte revealed at this step sits on yellow, a space is a faint dot, a newline `↵`. A key
+    under the panels says so, so the picture reads on its own."""
     last = len(generation.trace) - 1
     steps = sorted({0, last // 3, 2 * last // 3, last}) if steps is None else list(steps)
     if any(not 0 <= s <= last for s in steps):
@@ -307,7 +308,47 @@ def filmstrip_png(generation: Generation, steps=None, width: int = 64, dpi: int 
     fig, axes = _char_grid(len(steps), width, -(-n // width), dpi)
     for ax, step in zip(axes, steps):
         _draw_state(ax, generation, step, width)
-    return _png(fig)
+    return _keyed_png(fig, _filmstrip_key(fig))
+
+
+# The filmstrip's key: lines of (text, colour, background) pieces, drawn one after another.
+_FILM_KEY = [
+    [("key: ", "#444", None), *((MASK_GLYPH, confidence_rgb(c, 42), None) for c in (0, 0.25, 1)),
+     (" a mask, coloured by the model's confidence in its guess:", "#444", None)],
+    [("     red unsure, orange middling, green sure;  ", "#444", None),
+     (MASK_GLYPH, "#bbb", None), (" grey: no guess yet", "#444", None)],
+    [("     ", "#444", None), ("ab", "#000", "#ffe066"),
+     (" on yellow: revealed at this step;  ", "#444", None), ("a", "#000", None),
+     ("·", "#888", None), ("b", "#000", None), (" a space between two bytes;  ", "#444", None),
+     ("↵", "#000", None), (" a newline", "#444", None)],
+]  # fmt: skip
+
+
+def _filmstrip_key(fig, fontsize: int = 7) -> float:
+    """Draw `_FILM_KEY` under the panels of `fig`, which grows to make room; returns the
+    height in inches that the key takes."""
+    height = 0.16 * len(_FILM_KEY) + 0.08
+    w, h = fig.get_size_inches()
+    fig.set_size_inches(w, h + height)
+    char = fontsize * 0.6 / 72  # the width of one monospace character, in inches
+    for row, pieces in enumerate(_FILM_KEY):
+        x, y = 0.1, height - 0.16 * (row + 1)
+        for text, color, background in pieces:
+            box = None if background is None else {"facecolor": background, "lw": 0, "pad": 0.5}
+            fig.text(x / w, y / (h + height), text, fontsize=fontsize, family="monospace",
+                     color=color, va="bottom", bbox=box)  # fmt: skip
+            x += char * len(text)
+    return height
+
+
+def _keyed_png(fig, key_height: float) -> bytes:
+    """`_png`, leaving `key_height` inches free at the bottom for a key drawn there."""
+    import io
+
+    fig.tight_layout(pad=0.3, h_pad=0.4, rect=(0, key_height / fig.get_figheight(), 1, 1))
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()
 
 
 def _draw_state(ax, generation: Generation, step: int, width: int) -> None:
@@ -568,9 +609,12 @@ def race_index(generation: Generation, passes: int) -> int:
     return min(max(passes - (generation.nfe - last), 0), last)
 
 
+_RACE_PROMPT = "#4a78b0"  # blue: the prompt, never confused with the grey masks
+
+
 def draw_race(axes, racers, passes: int, seconds=None, width: int = 32) -> list[dict]:
     """Draw each (name, generation) of `racers` after `passes` network evaluations, one per
-    axis: the prompt's last `width` bytes in grey, then the answer, `█` where still masked, on
+    axis: the prompt's last `width` bytes in blue, then the answer, `█` where still masked, on
     yellow where written by the last pass. `seconds`: per racer, the elapsed time of each
     trace state (a `StepClock`'s), or None. Returns what each axis shows."""
     shown = []
@@ -587,7 +631,7 @@ def draw_race(axes, racers, passes: int, seconds=None, width: int = 32) -> list[
             side.set_visible(False)
         tail = state.ids[max(0, start - width) : start].long()
         for text, pos in segments(tail):
-            _cell(ax, width - len(tail) + pos[0], 0, text, "#aaa")
+            _cell(ax, width - len(tail) + pos[0], 0, text, _RACE_PROMPT)
         for text, pos in segments(state.ids[start : start + n].long()):
             x, y = pos[0] % width, 1 + pos[0] // width
             if bool(state.revealed[start + pos[0]]) and 0 < passes <= g.nfe:
@@ -626,7 +670,7 @@ def _race_png(fig) -> bytes:
     import io
 
     key = (
-        f"grey: the prompt's last bytes   {MASK_GLYPH} not yet written   "
+        "blue: the prompt's last bytes   grey blocks: not yet written   "
         "yellow: written by the last pass"
     )
     fig.text(0.5, 0.01, key, ha="center", va="bottom", fontsize=8, color="#444")
