@@ -37,9 +37,7 @@ SETTINGS = {
     "ddlm's default": None,
 }
 # LLaDA's sampler under every row but the default: no gap, no-repeat rule or order bias
-PLAIN = SamplerConfig(
-    confidence="probability", guidance=0.0, temperature=0.0, min_gap=0, no_repeat=0, order_bias=0.0
-)
+PLAIN = SamplerConfig.llada()
 
 
 def config_of(name: str) -> SamplerConfig:
