@@ -156,6 +156,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--steps", type=int, default=2000)
     p.add_argument("--seeds", type=int, default=2)
+    p.add_argument("--first-seed", type=int, default=0, help="seeds first-seed .. first-seed+seeds-1")
     p.add_argument("--only", nargs="+", choices=list(CANDIDATES), default=list(CANDIDATES))
     p.add_argument(
         "--corpus", default="pydoc", help="stdlib-source, or any corpus `ddlm train --data` takes"
@@ -167,7 +168,7 @@ def main() -> None:
     print(f"corpus {a.corpus}: {len(data):,} bytes, {len(val):,} for validation", flush=True)
     rows: dict[str, list[dict]] = {}
     started = time.perf_counter()
-    for seed in range(a.seeds):
+    for seed in range(a.first_seed, a.first_seed + a.seeds):
         for name in a.only:
             r = run(name, seed, a.steps, data, val)
             rows.setdefault(name, []).append(r)
