@@ -156,7 +156,9 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--steps", type=int, default=2000)
     p.add_argument("--seeds", type=int, default=2)
-    p.add_argument("--first-seed", type=int, default=0, help="seeds first-seed .. first-seed+seeds-1")
+    p.add_argument(
+        "--first-seed", type=int, default=0, help="seeds first-seed .. first-seed+seeds-1"
+    )
     p.add_argument("--only", nargs="+", choices=list(CANDIDATES), default=list(CANDIDATES))
     p.add_argument(
         "--corpus", default="pydoc", help="stdlib-source, or any corpus `ddlm train --data` takes"
