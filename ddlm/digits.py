@@ -45,9 +45,10 @@ class DigitCode:
     def base(self) -> int:
         return 2**self.width
 
-    @property
+    @functools.cached_property
     def digit_bits(self) -> torch.Tensor:
-        """(s,) the bit mask of each digit: digit j covers bits [w j, w (j + 1))."""
+        """(s,) the bit mask of each digit: digit j covers bits [w j, w (j + 1)). Built once
+        per code (the loss reads it every step); callers never write into it."""
         return torch.tensor([(self.base - 1) << (self.width * j) for j in range(self.s)])
 
     @functools.cached_property
