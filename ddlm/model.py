@@ -306,9 +306,10 @@ class DiffusionLM(nn.Module):
     # ---- counting -------------------------------------------------------------------
 
     def num_params(self, exclude_embedding: bool = False) -> int:
-        """Number of parameters (optionally without the input embedding table)."""
+        """Number of parameters (optionally without the input embedding: a table, or the digit
+        tables of `subtokens > 1`)."""
         n = sum(p.numel() for p in self.parameters())
-        return n - self.embed.weight.numel() if exclude_embedding else n
+        return n - sum(p.numel() for p in self.embed.parameters()) if exclude_embedding else n
 
     def matmul_params(self) -> int:
         """Parameters that take part in a matrix multiply per token (all Linear weights)."""

@@ -110,6 +110,30 @@ def recipe(settings: Settings, **over) -> dict:
     return r
 
 
+def constrained_data(quick: bool, slice_bytes: int) -> tuple[torch.Tensor, float]:
+    """E7's data-constrained setting: the first `slice_bytes` bytes of the training split (a
+    tenth of that with --quick) followed by the whole validation split, and the fraction that
+    is validation (so the Trainer's own split finds exactly it)."""
+    train, val = corpus(quick)
+    part = train[: slice_bytes // 10 if quick else slice_bytes]
+    return torch.cat([part, val]), (len(val) + 0.5) / (len(part) + len(val))
+
+
+def whole_val_scorer(settings: Settings) -> Callable:
+    """A function scoring a model on every window of the validation split at the training
+    length: exact bits per byte for a causal model, the ELBO for a diffusion model (LLaDA's
+    l-estimator, 4 draws a window; over digits for `subtokens > 1`). Module-level, so that a
+    worker process can build it by name ("common:whole_val_scorer")."""
+    _, val = corpus(settings.quick)
+    seq_len = recipe(settings)["seq_len"]
+
+    def score(net) -> dict:
+        with torch.no_grad():
+            return objectives.evaluate(net, val, seq_len, n_samples=4, batch_size=64).to_dict()
+
+    return score
+
+
 def run_key(model: dict, train: dict, tag: str, settings: Settings) -> str:
     """Cache key of a run: the fields that differ from their defaults (so adding a new
     option with a default to ModelConfig or TrainConfig keeps old runs valid), the data tag,

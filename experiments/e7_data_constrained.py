@@ -19,38 +19,21 @@ value means diffusion is certainly better there. Two seeds.
 """
 
 import time
-from collections.abc import Callable
 
-import torch
-from common import corpus, mean_sd, parse_args, prefetch, recipe, train_run, write_result
-
-from ddlm import objectives
+from common import (
+    constrained_data,
+    mean_sd,
+    parse_args,
+    prefetch,
+    recipe,
+    train_run,
+    whole_val_scorer,
+    write_result,
+)
 
 SLICE = 100_000  # training bytes (a 1/18 of the split): small enough to run out of
 STEPS = 2000  # x 16 x 128 bytes = 41 epochs of the slice
 EVAL_EVERY = 100
-
-
-def data_and_fraction(quick: bool) -> tuple[torch.Tensor, float]:
-    """The first SLICE bytes of the training split followed by the whole validation split,
-    and the fraction that is validation (so the Trainer's own split finds exactly it)."""
-    train, val = corpus(quick)
-    part = train[: SLICE // 10 if quick else SLICE]
-    data = torch.cat([part, val])
-    return data, (len(val) + 0.5) / len(data)
-
-
-def val_scorer(settings) -> Callable:
-    """A function scoring a model on every window of the validation split at the training
-    length (module-level, so a worker process can build it by name)."""
-    _, val = corpus(settings.quick)
-    seq_len = recipe(settings)["seq_len"]
-
-    def score(net) -> dict:
-        with torch.no_grad():
-            return objectives.evaluate(net, val, seq_len, n_samples=4, batch_size=64).to_dict()
-
-    return score
 
 
 def crossing(steps: list[int], diff: list[float], arb: list[float]) -> int | None:
@@ -65,7 +48,7 @@ def crossing(steps: list[int], diff: list[float], arb: list[float]) -> int | Non
 def main() -> None:
     s = parse_args(__doc__, default_seeds=2)
     started = time.perf_counter()
-    data, val_fraction = data_and_fraction(s.quick)
+    data, val_fraction = constrained_data(s.quick, SLICE)
     train_bytes = round(len(data) * (1 - val_fraction))
     steps = 12 if s.quick else STEPS
     every = 4 if s.quick else EVAL_EVERY
@@ -79,11 +62,11 @@ def main() -> None:
                     train=train,
                     data=data,
                     tag=f"e7 slice {train_bytes} whole-val curve",
-                    curve_eval="e7_data_constrained:val_scorer",
+                    curve_eval="common:whole_val_scorer",
                 )
             )
     prefetch(tasks, s)
-    score = val_scorer(s)
+    score = whole_val_scorer(s)
     runs = {"diffusion": [], "ar": []}
     for task in tasks:
         task = {**task, "curve_eval": score}

@@ -172,6 +172,15 @@ def test_one_digit_per_byte_builds_the_plain_model():
         assert torch.equal(v, same.state_dict()[k]), k
 
 
+@pytest.mark.parametrize("s,embedding", [(2, "sum"), (8, "sum"), (8, "table")])
+def test_the_body_without_its_embedding_counts_as_the_plain_models(s, embedding):
+    plain = ddlm.DiffusionLM(tiny_config())
+    digits = ddlm.DiffusionLM(tiny_config(subtokens=s, subtoken_embedding=embedding))
+    embedding_params = sum(p.numel() for p in digits.embed.parameters())
+    assert digits.num_params() == plain.num_params(exclude_embedding=True) + embedding_params
+    assert digits.num_params(exclude_embedding=True) == plain.num_params(exclude_embedding=True)
+
+
 @pytest.mark.parametrize("estimator", ["t", "l"])
 def test_the_bits_per_byte_estimate_is_unbiased_for_the_enumerated_bound(estimator):
     torch.manual_seed(0)
