@@ -367,6 +367,7 @@ def bits_per_byte(
     device: torch.device | str = "cpu",
     progress: bool = False,
     prompt_len: int = 0,
+    context: int | None = None,
 ) -> BitsPerByte:
     """Estimate validation bits per byte of a diffusion model on `data` (1-D uint8 bytes).
 
@@ -383,18 +384,23 @@ def bits_per_byte(
 
     `prompt_len > 0` scores only the last L - prompt_len bytes of each window given the
     first prompt_len, which stay clean (the conditional form, LLaDA Eq. 6): a bound on
-    -log p(answer | prompt) per answer byte.
+    -log p(answer | prompt) per answer byte. `context=c` (at most prompt_len) shows only the
+    prompt's last c bytes; the ones before stay MASK and are not scored: the same answers
+    given a short prompt, in a window of the length the model was trained at.
     """
     check_estimator(estimator)
     if not 0 <= prompt_len < seq_len:
         raise ValueError(f"prompt_len must be in [0, {seq_len}), got {prompt_len}")
+    context = prompt_len if context is None else context
+    if not 0 <= context <= prompt_len:
+        raise ValueError(f"context must be in [0, prompt_len={prompt_len}], got {context}")
     windows = chunks(data, seq_len, max_chunks)
     N, L = windows.shape
     A = L - prompt_len  # bytes scored per window
 
     def nats_of(x0: Tensor, u: Tensor, gen: torch.Generator) -> Tensor:
         masked, weight = _draw_masks(u, len(x0), L, prompt_len, estimator, gen)
-        return _masked_nats(model, x0, masked, device) * weight
+        return _masked_nats(model, x0, masked, device, prompt_len - context) * weight
 
     per_draw = bound_draws(windows, nats_of, n_samples, batch_size, seed, progress)
     est, stderr = _mean_and_stderr(per_draw / (A * math.log(2)))
@@ -461,11 +467,18 @@ def _draw_masks(
 
 
 def _masked_nats(
-    model: Callable[..., torch.Tensor], x0: torch.Tensor, masked: torch.Tensor, device
+    model: Callable[..., torch.Tensor],
+    x0: torch.Tensor,
+    masked: torch.Tensor,
+    device,
+    hidden: int = 0,
 ) -> torch.Tensor:
     """Each window's summed cross-entropy (nats) over its `masked` bytes, (b,) float64, read
-    with MASK and PAD at -inf (`without_mask_logits`)."""
-    xt = torch.where(masked, torch.full_like(x0, MASK_ID), x0)
+    with MASK and PAD at -inf (`without_mask_logits`). The first `hidden` bytes of every
+    window are MASK too, and not scored."""
+    shown = ~masked
+    shown[:, :hidden] = False
+    xt = torch.where(shown, x0, torch.full_like(x0, MASK_ID))
     logits = without_mask_logits(model(xt.to(device)).float().cpu())
     ce = F.cross_entropy(logits.transpose(1, 2), x0, reduction="none")
     return (ce * masked).sum(1).double()

@@ -303,6 +303,17 @@ def paired_difference(a: list[float], b: list[float]) -> dict:
     return {"mean": statistics.fmean(d), "se": sd / math.sqrt(len(d)), "n": len(d)}
 
 
+def mcnemar(first: list[bool], second: list[bool]) -> dict:
+    """McNemar's exact test for two scorers on the same items: b items only the first got
+    right, c only the second; with no true difference each disagreement is a fair coin, so the
+    two-sided p-value is twice the binomial tail of min(b, c) in b + c flips (at most 1)."""
+    b = sum(x and not y for x, y in zip(first, second, strict=True))
+    c = sum(y and not x for x, y in zip(first, second, strict=True))
+    n = b + c
+    tail = sum(math.comb(n, k) for k in range(min(b, c) + 1)) / 2**n if n else 0.5
+    return {"only_first": b, "only_second": c, "p_two_sided": min(1.0, 2 * tail)}
+
+
 def machine() -> dict:
     cpu = platform.processor() or platform.machine()
     try:

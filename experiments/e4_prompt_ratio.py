@@ -8,7 +8,10 @@ the prompt is longer than the answer. Two questions, as the author meant them:
 1. Does a model trained on plain windows continue well after a prompt longer than its
    answer? Score the last third of every validation window given the first two thirds (the
    conditional ELBO, `bits_per_byte(..., prompt_len=...)`) against the same model's bits per
-   byte on whole windows, and judge its continuations of such prompts.
+   byte on whole windows, and judge its continuations of such prompts. A control: the same
+   answers with only the SHORT = 16 prompt bytes before them shown and the rest of the prompt
+   left MASK (`context=SHORT`, in a window of the trained length). If the long prompt is
+   used, the answers cost more with the short one.
 2. Does training with clean prefixes help? Two variants of the same recipe: half the batches
    keep a clean prefix of random length (`clean_prefix_frac=0.5`), or every window keeps its
    first two thirds clean (`prompt_frac=2/3`, the original's validation ratio, which never
@@ -49,6 +52,7 @@ VARIANTS = {
     "clean prompt, 2/3 of every window": {"prompt_frac": 2 / 3},
 }
 BASE = "plain windows"
+SHORT = 16  # prompt bytes shown in the short-prompt control
 
 
 @torch.no_grad()
@@ -97,11 +101,16 @@ def main() -> None:
             net, val, seq_len=L, n_samples=4, max_chunks=chunks, prompt_len=2 * L // 3,
             batch_size=64,
         ).to_dict()  # fmt: skip
+        rec["answer_bits_short_prompt"] = bits_per_byte(
+            net, val, seq_len=L, n_samples=4, max_chunks=chunks, prompt_len=2 * L // 3,
+            context=SHORT, batch_size=64,
+        ).to_dict()  # fmt: skip
         rec["samples"] = sample_quality(net, judge, val, L, 4 if s.quick else 16)
         runs[name].append(rec)
     pick = {
         "whole": lambda r: r["val_bits"]["bits_per_byte"],
         "answer": lambda r: r["answer_bits"]["bits_per_byte"],
+        "answer_short": lambda r: r["answer_bits_short_prompt"]["bits_per_byte"],
         "judge": lambda r: r["samples"]["judge_bits_per_byte"]["mean"],
         "distinct4": lambda r: r["samples"]["distinct_4grams"],
     }
@@ -111,6 +120,9 @@ def main() -> None:
         row["answer_minus_whole"] = paired_difference(
             [pick["answer"](r) for r in rs], [pick["whole"](r) for r in rs]
         )
+        row["short_minus_long"] = paired_difference(
+            [pick["answer_short"](r) for r in rs], [pick["answer"](r) for r in rs]
+        )
         row["minus_plain"] = {
             k: paired_difference([f(r) for r in rs], [f(r) for r in runs[BASE]])
             for k, f in pick.items()
@@ -118,6 +130,7 @@ def main() -> None:
         summary[name] = row
         print(
             f"{name:34} whole {row['whole']['mean']:.3f}  answer|prompt {row['answer']['mean']:.3f}"
+            f"  answer|{SHORT} bytes {row['answer_short']['mean']:.3f}"
             f"  judge {row['judge']['mean']:.3f}  dist4 {row['distinct4']['mean']:.2f}",
             flush=True,
         )
@@ -125,7 +138,7 @@ def main() -> None:
         "e4_prompt_ratio",
         s,
         started,
-        {"runs": runs, "summary": summary, "base": BASE},
+        {"runs": runs, "summary": summary, "base": BASE, "short_prompt": SHORT},
         shipped=("tiny-ar",),
     )
 

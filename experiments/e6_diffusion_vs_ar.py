@@ -6,7 +6,8 @@ MDLM (arXiv 2406.07524) reports diffusion within about 9 % (in nats) of AR on Op
 at 1 M+ steps. (2) A task where order matters: fill in a word given the text on *both*
 sides. The diffusion model sees the right-hand context; the AR model can only continue the
 left one. Items are words (4-10 letters) cut from the validation split; both models get the
-word's length, decode greedily, and are scored on exact words and on bytes.
+word's length, decode greedily, and are scored on exact words and on bytes; each item's hit
+is kept, for McNemar's exact test on the pairs.
 
 The same infilling task is also run on the shipped `tiny` / `tiny-ar` checkpoints (larger,
 trained on a GPU; not equal compute: the diffusion model had 3.4x the steps).
@@ -18,7 +19,16 @@ import re
 import time
 
 import torch
-from common import corpus, mean_sd, parse_args, recipe, train_run, val_bits, write_result
+from common import (
+    corpus,
+    mcnemar,
+    mean_sd,
+    parse_args,
+    recipe,
+    train_run,
+    val_bits,
+    write_result,
+)
 
 from ddlm import generate_ar, infill, load_pretrained
 from ddlm.tokenizer import MASK_ID
@@ -46,7 +56,8 @@ def word_items(val: torch.Tensor, n: int, window: int = 128, seed: int = 0) -> l
 
 @torch.no_grad()
 def infill_scores(diffusion, ar, items: list[dict]) -> dict:
-    """Exact-word and per-byte accuracy of both models on the items (greedy)."""
+    """Exact-word and per-byte accuracy of both models on the items (greedy), each item's
+    hit kept, and McNemar's exact test on the paired hits (diffusion first)."""
     hits = {"diffusion": [], "ar": []}
     bytes_ok = {"diffusion": [], "ar": []}
     examples = []
@@ -81,7 +92,9 @@ def infill_scores(diffusion, ar, items: list[dict]) -> dict:
             "word_accuracy_se": (p * (1 - p) / n) ** 0.5,
             "byte_accuracy": sum(bytes_ok[name]) / n,
             "n_items": n,
+            "hits": [bool(h) for h in hits[name]],
         }
+    out["mcnemar"] = mcnemar(out["diffusion"]["hits"], out["ar"]["hits"])
     out["examples"] = examples
     return out
 
@@ -123,6 +136,7 @@ def main() -> None:
     print(
         f"gap {summary['gap_percent']['mean']:.1f} %; shipped words: diffusion "
         f"{shipped['diffusion']['word_accuracy']:.2f}, AR {shipped['ar']['word_accuracy']:.2f}"
+        f" (McNemar: {shipped['mcnemar']})"
     )
     write_result(
         "e6_diffusion_vs_ar",

@@ -241,6 +241,43 @@ def test_conditional_bits_per_byte_scores_only_the_answer(estimator):
         bits_per_byte(Uniform(p), data, seq_len=64, prompt_len=64)
 
 
+class FirstByte(torch.nn.Module):
+    """Predicts every byte to be the window's first byte when that byte is shown (with
+    probability 0.99), and uniform over the 256 bytes when it is MASK; records its inputs."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def forward(self, x):
+        self.seen.append(x.clone())
+        logits = torch.zeros(*x.shape, 259)
+        shown = x[:, 0] != MASK_ID
+        hit = torch.full((259,), math.log(0.01 / 255))
+        logits[shown] = hit
+        logits[shown, :, x[shown, 0]] = math.log(0.99)
+        return logits
+
+
+def test_a_short_context_hides_the_start_of_the_prompt_and_scores_the_same_answers():
+    g = torch.Generator().manual_seed(0)
+    data = torch.randint(0, 256, (12, 1), generator=g).expand(12, 32).reshape(-1).to(torch.uint8)
+    kw = dict(seq_len=32, n_samples=4, prompt_len=20)
+    whole = bits_per_byte(FirstByte(), data, **kw)
+    assert whole.bits_per_byte == bits_per_byte(FirstByte(), data, context=20, **kw).bits_per_byte
+    model = FirstByte()
+    short = bits_per_byte(model, data, context=8, **kw)
+    x0 = data.view(12, 32).long()
+    for x in model.seen:  # the first 12 prompt bytes are MASK, the last 8 shown
+        assert (x[:, :12] == MASK_ID).all() and torch.equal(x[:, 12:20], x0[: len(x), 12:20])
+    assert short.n_bytes == whole.n_bytes == 12 * 12
+    assert whole.bits_per_byte < 0.1 and short.bits_per_byte == pytest.approx(
+        math.log2(257)
+    )  # 256 bytes and EOS
+    with pytest.raises(ValueError, match="context"):
+        bits_per_byte(FirstByte(), data, context=21, **kw)
+
+
 def test_count_masking_masks_exactly_ceil_t_n_and_estimates_the_same_bound():
     x0 = torch.randint(0, 256, (4, 32))
     real = torch.ones(4, 32, dtype=torch.bool)

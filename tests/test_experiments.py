@@ -97,3 +97,17 @@ def test_committed_result_is_a_full_run(script):
     assert result["command"].startswith(f"python experiments/{script.name}")
     assert result["runtime_s"] > 0 and result["machine"]["cores"]
     _check_provenance(result["provenance"], script)
+
+
+def test_mcnemar_counts_only_the_disagreements():
+    sys.path.insert(0, str(ROOT / "experiments"))
+    from common import mcnemar
+
+    first = [True] * 10 + [False] * 2 + [True] * 30 + [False] * 50  # 80 items agree
+    second = [False] * 10 + [True] * 2 + [True] * 30 + [False] * 50
+    r = mcnemar(first, second)
+    assert (r["only_first"], r["only_second"]) == (10, 2)
+    # 2 * P(Binomial(12, 1/2) <= 2) = 2 * (1 + 12 + 66) / 4096
+    assert r["p_two_sided"] == pytest.approx(2 * 79 / 4096)
+    assert mcnemar(first, first)["p_two_sided"] == 1.0
+    assert mcnemar(second, first)["p_two_sided"] == r["p_two_sided"]
