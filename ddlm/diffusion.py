@@ -373,7 +373,7 @@ def bits_per_byte(
 
     The data is cut into windows of `seq_len` bytes (`likelihood.chunks`); each window's
     negative log-likelihood is bounded by the ELBO, estimated with `n_samples` Monte Carlo
-    draws of masks (`_draw_masks`: estimator "t", the training loss with eps = 0, or "l",
+    draws of masks (`draw_masks`: estimator "t", the training loss with eps = 0, or "l",
     LLaDA's lower-variance form, arXiv 2502.09992 Eq. 6), stratified over the samples so that
     a few samples cover all masking levels. Both are unbiased for the same bound. Result in
     bits per byte (nats / ln 2 / L); the standard error comes from the spread of each window's
@@ -399,11 +399,11 @@ def bits_per_byte(
     A = L - prompt_len  # bytes scored per window
 
     def nats_of(x0: Tensor, u: Tensor, gen: torch.Generator) -> Tensor:
-        masked, weight = _draw_masks(u, len(x0), L, prompt_len, estimator, gen)
+        masked, weight = draw_masks(u, len(x0), L, prompt_len, estimator, gen)
         return _masked_nats(model, x0, masked, device, prompt_len - context) * weight
 
     per_draw = bound_draws(windows, nats_of, n_samples, batch_size, seed, progress)
-    est, stderr = _mean_and_stderr(per_draw / (A * math.log(2)))
+    est, stderr = mean_and_stderr(per_draw / (A * math.log(2)))
     return BitsPerByte(est, stderr, N * A, n_samples, f"elbo-{estimator}")
 
 
@@ -445,7 +445,7 @@ def bound_draws(
     return per_draw
 
 
-def _draw_masks(
+def draw_masks(
     u: torch.Tensor, b: int, L: int, prompt_len: int, estimator: str, gen: torch.Generator
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One draw of masks for b windows of L bytes: (masked (b, L), weight (b,) float64) from
@@ -484,7 +484,7 @@ def _masked_nats(
     return (ce * masked).sum(1).double()
 
 
-def _mean_and_stderr(per_draw: torch.Tensor) -> tuple[float, float]:
+def mean_and_stderr(per_draw: torch.Tensor) -> tuple[float, float]:
     """Mean over windows and draws of per_draw (N windows, S draws), with its standard error.
 
     The windows are fixed; the randomness is in the draws. Var(mean) = sum_c var_c / (N^2 S),

@@ -47,10 +47,10 @@ import torch
 
 from .diffusion import (
     DEFAULT_MASK_EPS,
-    _draw_masks,
-    _mean_and_stderr,
     bound_draws,
     check_estimator,
+    draw_masks,
+    mean_and_stderr,
     sample_times,
     scored_positions,
 )
@@ -209,11 +209,11 @@ def subbyte_bits_per_byte(
     N, L = windows.shape
 
     def nats_of(x0: torch.Tensor, u: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-        hidden, weight = _draw_masks(u, len(x0), L * s, 0, estimator, gen)  # over the digits
+        hidden, weight = draw_masks(u, len(x0), L * s, 0, estimator, gen)  # over the digits
         visible = ((~hidden).view(len(x0), L, s) * code.digit_bits).sum(-1)
         logits = model(code.input_ids(x0, visible).to(device)).float().cpu()
         return digit_nll(logits, x0, visible, s).sum(1).double() * weight
 
     per_draw = bound_draws(windows, nats_of, **draws)
-    est, stderr = _mean_and_stderr(per_draw / (L * math.log(2)))
+    est, stderr = mean_and_stderr(per_draw / (L * math.log(2)))
     return BitsPerByte(est, stderr, N * L, per_draw.shape[1], f"elbo-{estimator}-digits")
