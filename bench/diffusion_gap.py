@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from ddlm import ModelConfig, objectives  # noqa: E402
 from ddlm.data import corpus_sha256, load_corpus, split  # noqa: E402
 from ddlm.provenance import code_provenance  # noqa: E402
-from ddlm.train import TrainConfig, Trainer  # noqa: E402
+from ddlm.train import TrainConfig, Trainer, build_model  # noqa: E402
 
 BODY = dict(dim=128, n_layers=4, n_heads=4, kv_latent_dim=32, max_seq_len=64)
 RECIPE = dict(
@@ -119,7 +119,7 @@ def run(name: str, seed: int, steps: int, data: torch.Tensor, val: torch.Tensor)
     mcfg = ModelConfig(**{**BODY, **model_over})
     tcfg = TrainConfig(**{**RECIPE, **train_over, "steps": int(steps * factor), "seed": seed})
     t0 = time.perf_counter()
-    trainer = Trainer(mcfg, tcfg, data=data, progress=False)
+    trainer = Trainer(build_model(mcfg, tcfg.seed), tcfg, data, progress=False)
     trainer.fit()
     seconds = time.perf_counter() - t0
     with torch.no_grad():

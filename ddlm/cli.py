@@ -58,10 +58,13 @@ def _resume_config(out: Path, args, model_over: dict) -> tuple:
     return stored, tcfg
 
 
-def _train_configs(args: argparse.Namespace, out: Path):
-    """(model or ModelConfig, TrainConfig) for a new run, a fine-tune or a resumed run."""
+def _train_model(args: argparse.Namespace, out: Path):
+    """(model, TrainConfig) for a new run, a fine-tune or a resumed run: the model is built
+    from its config, seeded by the TrainConfig's seed, or loaded by --init-from."""
+    import torch
+
     from .model import DiffusionLM, ModelConfig
-    from .train import TrainConfig
+    from .train import TrainConfig, build_model
 
     model_over = overrides(args, ModelConfig)
     if args.arch is not None:
@@ -73,14 +76,15 @@ def _train_configs(args: argparse.Namespace, out: Path):
                 f"ddlm train: --grow-layers {args.grow_layers}, but the run in {out} has "
                 f"{stored.n_layers} blocks; a run keeps its depth (drop --grow-layers to resume)"
             )
-        return stored, tcfg
+        return build_model(stored, tcfg.seed), tcfg  # its weights are the checkpoint's
     if args.new_data:
         raise SystemExit("ddlm train: --new-data continues a run on another corpus; add --resume")
     tcfg = TrainConfig(**overrides(args, TrainConfig))
     if args.grow_layers is not None and args.init_from is None:
         raise SystemExit("ddlm train: --grow-layers deepens a trained model; add --init-from")
     if args.init_from is None:
-        return ModelConfig.preset(args.preset or "tiny", **model_over), tcfg
+        mcfg = ModelConfig.preset(args.preset or "tiny", **model_over)
+        return build_model(mcfg, tcfg.seed), tcfg
     if model_over or args.preset is not None:
         raise SystemExit(
             "ddlm train: --init-from takes the model config from the checkpoint; drop "
@@ -90,9 +94,10 @@ def _train_configs(args: argparse.Namespace, out: Path):
         model = DiffusionLM.from_pretrained(args.init_from).train()
         if args.grow_layers is not None:
             model = model.deepened(args.grow_layers)
-        return model, tcfg
     except (FileNotFoundError, ValueError) as err:
         raise SystemExit(f"ddlm train: --init-from {args.init_from}: {err}") from err
+    torch.manual_seed(tcfg.seed)  # dropout's draws follow the seed, as in a fresh run
+    return model, tcfg
 
 
 def _fit_until_signalled(trainer, stop_after: int | None = None) -> tuple[dict, int | None]:
@@ -120,13 +125,16 @@ def cmd_train(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
     from .callbacks import LogSamples
+    from .data import load_corpus
     from .objectives import is_autoregressive
-    from .train import Trainer
+    from .train import Trainer, configure_optimizer
 
     out = Path(args.out)
-    model, tcfg = _train_configs(args, out)
+    model, tcfg = _train_model(args, out)
+    corpus = load_corpus(args.data, eos=tcfg.eos)
+    optimizer = configure_optimizer(model, tcfg)
     trainer = Trainer(
-        model, tcfg, data=args.data, out_dir=out, resume=args.resume, new_data=args.new_data
+        model, tcfg, corpus, optimizer, out_dir=out, resume=args.resume, new_data=args.new_data
     )
     if trainer.step >= tcfg.steps:
         print(f"{out} already reached step {trainer.step} (--steps {tcfg.steps}); nothing to do.")

@@ -1,7 +1,10 @@
 """The trainer: AdamW, warmup + cosine schedule, mixed precision, exact resume.
 
 The loop only (minGPT's shape): draw a batch, compute the loss, accumulate, clip, step the
-optimizer, follow the schedule, and tell the callbacks. Everything else is someone else's:
+optimizer, follow the schedule, and tell the callbacks. The trainer takes built parts: a model
+(`build_model` seeds, then builds, so a run follows from its configs), a corpus tensor
+(`data.load_corpus`) and an optimizer (by default `configure_optimizer`'s AdamW); the command
+line builds them from its options. Everything else is someone else's:
 the loss is `objectives.loss` (the masked-diffusion loss, or next-byte cross-entropy for a
 `causal=True` twin), batch shaping is `data.random_length` and
 `diffusion.clean_prefix_length`, the run directory is `checkpoint`, processes under
@@ -28,7 +31,7 @@ from pathlib import Path
 import torch
 
 from . import checkpoint, distributed, fused, objectives
-from .data import Batcher, corpus_sha256, load_corpus, random_length, split
+from .data import Batcher, corpus_sha256, random_length, split
 from .diffusion import clean_prefix_length
 from .files import CheckpointError
 from .model import DiffusionLM, ModelConfig
@@ -44,71 +47,135 @@ def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
     return [{"params": decay, "weight_decay": weight_decay}, {"params": keep, "weight_decay": 0.0}]
 
 
+def build_model(config: ModelConfig, seed: int) -> DiffusionLM:
+    """A fresh model for `config`, its weights drawn right after `torch.manual_seed(seed)`.
+
+    `build_model(model_config, train.seed)` is how a run builds its model, so the run follows
+    from its two configs. The global generator is left where the draw ends, and dropout draws
+    on from there: that too follows from the seed."""
+    if not isinstance(config, ModelConfig):
+        raise TypeError(f"build_model takes a ModelConfig, got {type(config).__name__}")
+    torch.manual_seed(seed)
+    return DiffusionLM(config)
+
+
+def configure_optimizer(model: torch.nn.Module, train: TrainConfig) -> torch.optim.AdamW:
+    """The trainer's default optimizer (minGPT's `configure_optimizers`): AdamW over
+    `param_groups`, with the config's lr, betas and weight decay. The trainer then sets each
+    step's learning rate by the schedule (`lr_at`), in every group."""
+    groups = param_groups(model, train.weight_decay)
+    return torch.optim.AdamW(groups, lr=train.lr, betas=(train.beta1, train.beta2))
+
+
+def _check_parts(model, train, data) -> None:
+    """Refuse a model, config or corpus the trainer cannot use, naming what to pass instead."""
+    if not isinstance(model, DiffusionLM):
+        raise TypeError(
+            f"Trainer takes a built model, not a {type(model).__name__}: DiffusionLM(config) or "
+            "ddlm.train.build_model(config, seed)"
+        )
+    if not isinstance(train, TrainConfig):
+        raise TypeError(f"Trainer takes a TrainConfig, not a {type(train).__name__}")
+    if not isinstance(data, torch.Tensor):
+        raise TypeError(
+            f"Trainer takes the corpus as a 1-D tensor of ids, not a {type(data).__name__}: "
+            "ddlm.data.load_corpus(source, eos=train.eos)"
+        )
+    if data.dim() != 1:
+        raise ValueError(f"the corpus must be a 1-D tensor of ids, got shape {tuple(data.shape)}")
+    if train.seq_len > model.config.max_seq_len:
+        raise ValueError(
+            f"TrainConfig.seq_len={train.seq_len} exceeds the model's max_seq_len="
+            f"{model.config.max_seq_len}"
+        )
+    objectives.check_diffusion_options(
+        model, prompt_frac=train.prompt_frac, clean_prefix_frac=train.clean_prefix_frac
+    )
+
+
+def _check_optimizer(optimizer, model: DiffusionLM) -> None:
+    """An optimizer given to the trainer must step this model's parameters (one built over
+    another model, or over this one before `deepened`, would train nothing here)."""
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        raise TypeError(
+            f"optimizer must be a torch.optim.Optimizer, not a {type(optimizer).__name__}"
+        )
+    own = {id(p) for p in model.parameters()}
+    if any(id(p) not in own for group in optimizer.param_groups for p in group["params"]):
+        raise ValueError(
+            "the optimizer holds parameters that are not this model's: build it over "
+            "model.parameters(), e.g. ddlm.train.configure_optimizer(model, train)"
+        )
+
+
 Callback = Callable[[dict], "dict | None"]
 
 
 class Trainer:
-    """Trains a DiffusionLM (or its causal twin) on a byte corpus.
+    """Trains a DiffusionLM (or its causal twin) on a corpus, from built parts.
 
-    `model` is a ModelConfig (a fresh model is built, seeded by `train.seed`) or a DiffusionLM.
-    `data` is a corpus source for `load_corpus` or a 1-D uint8 tensor. With `out_dir`, the
-    run is checkpointed there; `resume=True` continues from the checkpoint found there, on
-    the corpus it trained on, or on another one with `new_data=True` (the data position then
-    restarts, and train_config.json records the change).
+    `model` is a DiffusionLM (`build_model(config, train.seed)` for a fresh one), `data` the
+    corpus as a 1-D tensor of ids (`data.load_corpus`), and `optimizer` one over the model's
+    parameters; None means `configure_optimizer(model, train)`. The trainer moves the model
+    to its device (an optimizer built before that still holds its parameters) and sets the
+    learning rate of every group each step. With `out_dir`, the run is checkpointed there;
+    `resume=True` continues from the checkpoint found there, its weights and optimizer state
+    loaded into the model and optimizer given, on the corpus it trained on, or on another one
+    with `new_data=True` (the data position then restarts, and train_config.json records the
+    change).
     `callbacks` receive every metric record (a dict) as it is made; one that returns a dict
     adds its items to the record before it is logged (how `LogSamples` logs a sample).
     """
 
     def __init__(
         self,
-        model: ModelConfig | DiffusionLM,
+        model: DiffusionLM,
         train: TrainConfig,
-        data: str | os.PathLike | torch.Tensor = "pydoc",
+        data: torch.Tensor,
+        optimizer: torch.optim.Optimizer | None = None,
         out_dir: str | os.PathLike | None = None,
         resume: bool = False,
         callbacks: list[Callback] | None = None,
         progress: bool = True,
         new_data: bool = False,
     ):
+        _check_parts(model, train, data)
+        if optimizer is not None:
+            _check_optimizer(optimizer, model)
+        if resume and out_dir is None:
+            raise ValueError("resume=True needs out_dir")
         self.cfg, self.progress = train, progress
-        self.out_dir = Path(out_dir) if out_dir is not None else None
         self.callbacks = list(callbacks or [])
         self._stop_requested, self._stop_at = False, None
         self.world = distributed.setup(resolve_device(train.device))
         self.device, self.is_main = self.world.device, self.world.is_main
         self.amp_dtype = resolve_amp(train.amp, self.device)
-        corpus = data if isinstance(data, torch.Tensor) else load_corpus(data, eos=train.eos)
-        self.train_data, self.val_data = split(corpus, train.val_fraction)
-        self.corpus_id = {"sha256": corpus_sha256(corpus), "size": len(corpus)}
-        torch.manual_seed(train.seed)
-        model = DiffusionLM(model) if isinstance(model, ModelConfig) else model
-        if train.seq_len > model.config.max_seq_len:
-            raise ValueError(
-                f"TrainConfig.seq_len={train.seq_len} exceeds the model's max_seq_len="
-                f"{model.config.max_seq_len}"
-            )
-        objectives.check_diffusion_options(
-            model, prompt_frac=train.prompt_frac, clean_prefix_frac=train.clean_prefix_frac
-        )
+        self._set_data(data)
         self.model = model.to(self.device)
-        rank = self.world.rank
-        self.batcher = Batcher(self.train_data, train.seq_len, train.batch_size, train.seed + rank)
-        Batcher(self.val_data, train.seq_len, 1)  # fails early if validation is too short
-        self.mask_gen = torch.Generator().manual_seed(train.seed + 10_000 + rank)
-        self.optimizer = torch.optim.AdamW(
-            param_groups(self.model, train.weight_decay),
-            lr=train.lr,
-            betas=(train.beta1, train.beta2),
-        )
+        self.optimizer = optimizer if optimizer is not None else configure_optimizer(model, train)
         fp16 = self.amp_dtype == torch.float16 and self.device.type == "cuda"
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=fp16)
         self.step, self.tokens_seen, self.skipped_steps, self.elapsed = 0, 0, 0, 0.0
+        self._open_run(out_dir, resume, new_data)
+        net = distributed.wrap(self.model, self.world)
+        self.net = torch.compile(net) if train.compile else net
+
+    def _set_data(self, corpus: torch.Tensor) -> None:
+        """The split, its fingerprint, and the generators of crops and masks (one per rank)."""
+        cfg, rank = self.cfg, self.world.rank
+        self.train_data, self.val_data = split(corpus, cfg.val_fraction)
+        self.corpus_id = {"sha256": corpus_sha256(corpus), "size": len(corpus)}
+        self.batcher = Batcher(self.train_data, cfg.seq_len, cfg.batch_size, cfg.seed + rank)
+        Batcher(self.val_data, cfg.seq_len, 1)  # fails early if validation is too short
+        self.mask_gen = torch.Generator().manual_seed(cfg.seed + 10_000 + rank)
+
+    def _open_run(self, out_dir, resume: bool, new_data: bool) -> None:
+        """Take the run directory: resume the run in it, or refuse one already there."""
+        self.out_dir = Path(out_dir) if out_dir is not None else None
         self.run = checkpoint.RunDir(out_dir) if out_dir is not None else None
         self.writer = self.run if self.is_main else None  # rank 0 writes the run directory
         self.saving, self.data_changes = False, []
         self._on_disk = None  # the step of the checkpoint this trainer last read or wrote
-        if resume and self.run is None:
-            raise ValueError("resume=True needs out_dir")
         with self._lock():
             if resume:
                 self._resume(new_data)
@@ -117,8 +184,6 @@ class Trainer:
                     f"{self.out_dir} already holds a training run; pass resume=True (--resume) "
                     "to continue it, or choose another directory"
                 )
-        net = distributed.wrap(self.model, self.world)
-        self.net = torch.compile(net) if train.compile else net
 
     def request_stop(self) -> None:
         """Ask the loop to save a checkpoint and return after the current step (signal-safe)."""

@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 from ddlm import DiffusionLM, ModelConfig, objectives  # noqa: E402
 from ddlm.data import load_corpus, split  # noqa: E402
 from ddlm.files import atomic_write_text  # noqa: E402
-from ddlm.train import TrainConfig, Trainer  # noqa: E402
+from ddlm.train import TrainConfig, Trainer, build_model  # noqa: E402
 
 FINDINGS = ROOT / "data" / "findings"
 CACHE = ROOT / "data" / "cache" / "findings"
@@ -199,7 +199,8 @@ def train_run(
     if data is None:
         data = load_corpus("pydoc")[: 200_000 if settings.quick else None]
     t0 = time.perf_counter()
-    trainer = Trainer(mcfg, tcfg, data=data, callbacks=[on_record], progress=False)
+    net = build_model(mcfg, tcfg.seed)
+    trainer = Trainer(net, tcfg, data, callbacks=[on_record], progress=False)
     result = trainer.fit()
     wall = time.perf_counter() - t0
     net = trainer.model.eval()

@@ -1,13 +1,19 @@
 """Shared helpers for the tests (imported as `from helpers import ...`)."""
 
 import ddlm
-from ddlm.train import TrainConfig
+from ddlm.train import TrainConfig, build_model
 
 
 def tiny_config(**overrides) -> ddlm.ModelConfig:
     """A model small enough for unit tests (milliseconds per forward)."""
     base = dict(dim=32, n_layers=2, n_heads=4, kv_latent_dim=16, max_seq_len=64)
     return ddlm.ModelConfig(**{**base, **overrides})
+
+
+def tiny_model(seed: int = 0, **overrides) -> ddlm.DiffusionLM:
+    """A fresh `tiny_config` model, built as a run builds it (`build_model`, seeded; a
+    TrainConfig's seed is 0 unless told)."""
+    return build_model(tiny_config(**overrides), seed)
 
 
 # The command line's arguments for a model and a run small enough for tests (seconds).

@@ -2,7 +2,7 @@ import json
 
 import pytest
 import torch
-from helpers import fast_config, tiny_config
+from helpers import fast_config, tiny_config, tiny_model
 
 import ddlm
 from ddlm import checkpoint
@@ -121,10 +121,10 @@ def test_a_kill_at_any_write_of_a_checkpoint_leaves_a_run_that_resumes_exactly(
     import os
     import shutil
 
-    straight = Trainer(tiny_config(), _cfg(4), small_corpus, out_dir=tmp_path / "s", progress=False)
+    straight = Trainer(tiny_model(), _cfg(4), small_corpus, out_dir=tmp_path / "s", progress=False)
     straight.fit()
     base = tmp_path / "base"
-    Trainer(tiny_config(), _cfg(2), small_corpus, out_dir=base, progress=False).fit()
+    Trainer(tiny_model(), _cfg(2), small_corpus, out_dir=base, progress=False).fit()
     real_replace, real_save = os.replace, checkpoint.RunDir.save
     renames_in_one_save = None
     for k in range(10):
@@ -146,7 +146,7 @@ def test_a_kill_at_any_write_of_a_checkpoint_leaves_a_run_that_resumes_exactly(
                 monkeypatch.setattr(os, "replace", real_replace)
 
         monkeypatch.setattr(checkpoint.RunDir, "save", save)
-        t = Trainer(tiny_config(), _cfg(4), small_corpus, out_dir=run, resume=True, progress=False)
+        t = Trainer(tiny_model(), _cfg(4), small_corpus, out_dir=run, resume=True, progress=False)
         killed = False
         try:
             t.fit()
@@ -154,7 +154,7 @@ def test_a_kill_at_any_write_of_a_checkpoint_leaves_a_run_that_resumes_exactly(
             killed = True
         monkeypatch.setattr(checkpoint.RunDir, "save", real_save)
         resumed = Trainer(
-            tiny_config(), _cfg(4), small_corpus, out_dir=run, resume=True, progress=False
+            tiny_model(), _cfg(4), small_corpus, out_dir=run, resume=True, progress=False
         )
         assert resumed.step in (2, 4), (k, resumed.step)
         assert ddlm.DiffusionLM.from_pretrained(run).config == tiny_config()
@@ -171,7 +171,7 @@ def test_a_kill_at_any_write_of_a_checkpoint_leaves_a_run_that_resumes_exactly(
 
 def test_a_save_keeps_one_step_folder_and_the_pointer_names_it(tmp_path, small_corpus):
     cfg = TrainConfig(**{**_cfg(4).to_dict(), "ckpt_every": 2})
-    Trainer(tiny_config(), cfg, small_corpus, out_dir=tmp_path, progress=False).fit()
+    Trainer(tiny_model(), cfg, small_corpus, out_dir=tmp_path, progress=False).fit()
     folders = sorted(p.name for p in tmp_path.glob("step-*"))
     assert folders == ["step-00000004"]
     assert json.loads((tmp_path / "checkpoint.json").read_text())["folder"] == folders[0]

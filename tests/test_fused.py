@@ -4,10 +4,11 @@ and gradients, and TrainConfig.fuse switches them on only while the trainer runs
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import fast_config, tiny_config
+from helpers import fast_config, tiny_config, tiny_model
 
 import ddlm
 from ddlm import fused
+from ddlm.data import load_corpus
 from ddlm.norm import RMSNorm
 from ddlm.train import Trainer
 
@@ -57,9 +58,9 @@ def test_fused_model_matches_eager_and_trainer_switches_it_on_only_while_it_runs
 
     seen = []  # a callback runs inside the loop: what it sees is what the steps ran with
     trainer = Trainer(
-        tiny_config(),
+        tiny_model(),
         fast_config(steps=2, log_every=1, fuse=True),
-        data="pydoc-topics",
+        load_corpus("pydoc-topics"),
         callbacks=[lambda record: seen.append(fused.enabled())],
         progress=False,
     )

@@ -16,11 +16,12 @@ import time
 
 import pytest
 import torch
-from helpers import fast_config, tiny_config, train_argv
+from helpers import fast_config, tiny_config, tiny_model, train_argv
 
 import ddlm
 from ddlm.checkpoint import RunDir, read_state
 from ddlm.cli import main
+from ddlm.data import load_corpus
 from ddlm.files import CheckpointError, LockedError, SaveError
 from ddlm.train import Trainer
 
@@ -32,7 +33,7 @@ def _cfg(steps: int):
 
 
 def _trainer(run, steps, corpus, **kw):
-    return Trainer(tiny_config(), _cfg(steps), corpus, out_dir=run, progress=False, **kw)
+    return Trainer(tiny_model(), _cfg(steps), corpus, out_dir=run, progress=False, **kw)
 
 
 def _same_weights(a, b) -> bool:
@@ -368,9 +369,9 @@ def test_two_trainers_on_one_run_directory(tmp_path, small_corpus):
     step = read_state(out)["step"]
     model = ddlm.DiffusionLM.from_pretrained(out)
     t = Trainer(
-        model.config,
+        model,  # resuming loads the run's weights into it
         fast_config(steps=step + 1, batch_size=2, seq_len=32),
-        "pydoc-topics",
+        load_corpus("pydoc-topics"),
         out_dir=out,
         resume=True,
         progress=False,

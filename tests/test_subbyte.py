@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import tiny_config
+from helpers import tiny_config, tiny_model
 
 import ddlm
 from ddlm.digits import SUBTOKENS, DigitEmbedding, digit_code
@@ -217,7 +217,7 @@ def test_the_trainer_and_eval_take_a_subbyte_model_through_the_same_calls(tmp_pa
     from ddlm.train import Trainer
 
     data = torch.tensor(list(b"the cat sat on the mat. " * 40), dtype=torch.uint8)
-    trainer = Trainer(tiny_config(subtokens=4), fast_config(steps=3), data=data, progress=False)
+    trainer = Trainer(tiny_model(subtokens=4), fast_config(steps=3), data, progress=False)
     trainer.fit()
     r = objectives.evaluate(trainer.model.eval(), data[:256], seq_len=32, n_samples=2)
     assert r.estimator == "elbo-l-digits" and r.n_bytes == 256 and math.isfinite(r.bits_per_byte)
