@@ -252,7 +252,6 @@ def test_overview_slider_replays_the_trace(browser, lab):
     import torch
 
     import ddlm
-    from ddlm.data import load_corpus, split
 
     page = _open_and_run(browser, lab, "00_overview.ipynb")
     page.set_viewport_size({"width": 1400, "height": 1000})
@@ -260,12 +259,10 @@ def test_overview_slider_replays_the_trace(browser, lab):
     handle = box.locator(".widget-slider .noUi-handle")
     step, masks, _ = _state(box)
     assert step == 8
-    # The expected trace, recomputed here exactly as the notebook does.
-    _, val = split(load_corpus("pydoc"))
-    prompt = bytes(val[49_700:50_000].tolist()).decode("utf-8", errors="replace")
+    # The expected trace, recomputed here exactly as the notebook does: LLaDA's sampler.
     torch.manual_seed(0)
-    config = ddlm.SamplerConfig.tiny(steps=32)
-    g = ddlm.generate(ddlm.load_pretrained("tiny"), prompt, 64, config, seed=0)
+    config = ddlm.SamplerConfig.llada(steps=32)
+    g = ddlm.generate(ddlm.load_pretrained("tiny"), "The assert statement", 64, config, seed=0)
     _shot(page, box, "player-step08.png")
 
     # Keyboard: each ArrowRight moves one step; the page shows that step of the trace.
