@@ -5,7 +5,8 @@ Su et al., "RoFormer: Enhanced Transformer with Rotary Position Embedding", arXi
 Split the first `rot_dim` features of a head into `rot_dim / 2` pairs. Pair i at
 position m is rotated by the angle m * theta_i, with theta_i = base^(-2i / rot_dim).
 Because rotations compose, <R(m) q, R(n) k> = <q, R(n - m) k>: the attention score
-depends only on the offset n - m, never on absolute positions.
+depends only on the offset m - n, the query's position minus the key's, never on absolute
+positions.
 
 We pair feature i with feature i + rot_dim/2 (the "half split" layout): it is the
 complex formulation z_i = x_i + j x_{i + rot_dim/2}, z_i * e^{j m theta_i}, written
