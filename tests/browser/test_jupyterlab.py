@@ -259,9 +259,9 @@ def test_overview_slider_replays_the_trace(browser, lab):
     handle = box.locator(".widget-slider .noUi-handle")
     step, masks, _ = _state(box)
     assert step == 8
-    # The expected trace, recomputed here exactly as the notebook does: LLaDA's sampler.
+    # The expected trace, recomputed here exactly as the notebook does: the shipped preset.
     torch.manual_seed(0)
-    config = ddlm.SamplerConfig.llada(steps=32)
+    config = ddlm.SamplerConfig.tiny(steps=32)
     g = ddlm.generate(ddlm.load_pretrained("tiny"), "The assert statement", 64, config, seed=0)
     _shot(page, box, "player-step08.png")
 
