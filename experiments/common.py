@@ -31,7 +31,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from ddlm import DiffusionLM, ModelConfig, objectives  # noqa: E402
+from ddlm import DiffusionLM, ModelConfig, objectives, stats  # noqa: E402
 from ddlm.data import load_corpus, split  # noqa: E402
 from ddlm.files import atomic_write_text  # noqa: E402
 from ddlm.train import TrainConfig, Trainer, build_model  # noqa: E402
@@ -310,9 +310,7 @@ def mcnemar(first: list[bool], second: list[bool]) -> dict:
     two-sided p-value is twice the binomial tail of min(b, c) in b + c flips (at most 1)."""
     b = sum(x and not y for x, y in zip(first, second, strict=True))
     c = sum(y and not x for x, y in zip(first, second, strict=True))
-    n = b + c
-    tail = sum(math.comb(n, k) for k in range(min(b, c) + 1)) / 2**n if n else 0.5
-    return {"only_first": b, "only_second": c, "p_two_sided": min(1.0, 2 * tail)}
+    return {"only_first": b, "only_second": c, "p_two_sided": stats.mcnemar(b, c)}
 
 
 def machine() -> dict:

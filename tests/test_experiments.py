@@ -111,3 +111,55 @@ def test_mcnemar_counts_only_the_disagreements():
     assert r["p_two_sided"] == pytest.approx(2 * 79 / 4096)
     assert mcnemar(first, first)["p_two_sided"] == 1.0
     assert mcnemar(second, first)["p_two_sided"] == r["p_two_sided"]
+
+
+def _load(name: str) -> dict:
+    return json.loads((FINDINGS / f"{name}.json").read_text())
+
+
+def test_the_findings_compare_like_with_like():
+    """What notebook 10 takes for granted when it sets results side by side."""
+    runs = {e: _load(e)["runs"] for e in ("e2_activations", "e3_attention", "e4_prompt_ratio")}
+    runs["e7_data_constrained"] = _load("e7_data_constrained")["runs"]
+    runs["e9_partial_masking"] = _load("e9_partial_masking")["runs"]
+    steps = {"e7_data_constrained": 2000, "e9_partial_masking": 2000}
+    for e, by_name in runs.items():  # the micro model and recipe
+        for r in (r for rs in by_name.values() for r in rs):
+            m, t = r["model"], r["train"]
+            got = (m["dim"], m["n_layers"], t["batch_size"], t["seq_len"], t["steps"])
+            assert got == (128, 4, 16, 128, steps.get(e, 1600)), e
+    # E2′ repeats E2's models, recipes and seeds; E3's baseline is E2′'s Mish runs, every field
+    rep = json.loads((FINDINGS / "replications" / "e2_activations_07d2d2f.json").read_text())
+    for act, rs in runs["e2_activations"].items():
+        assert all(
+            a["model"] == b["model"] and a["train"] == b["train"]
+            for a, b in zip(rs, rep["runs"][act], strict=True)
+        )
+    e3 = _load("e3_attention")
+    assert e3["runs"][e3["base"]] == rep["runs"]["mish"]
+    # E9's whole-bytes arm is E7's diffusion arm; E9 records four fields E7 lacks, at plain values
+    new = {
+        "model": {"subtokens": 1, "subtoken_embedding": "sum"},
+        "train": {"weighting": "elbo", "fuse": False},
+    }
+    for a, b in zip(
+        runs["e7_data_constrained"]["diffusion"],
+        runs["e9_partial_masking"]["whole bytes"],
+        strict=True,
+    ):
+        for k, fields in new.items():
+            assert {**a[k], **fields} == b[k]
+
+
+def test_findings_ran_from_clean_trees_in_order():
+    results = [_load(p.stem) for p in SCRIPTS]
+    assert not any(r["provenance"]["git_dirty"] for r in results)
+    rep = json.loads((FINDINGS / "replications" / "e2_activations_07d2d2f.json").read_text())
+    older, newer = (
+        rep["provenance"]["git_revision"],
+        _load("e2_activations")["provenance"]["git_revision"],
+    )
+    if subprocess.run(["git", "cat-file", "-e", older], cwd=ROOT, capture_output=True).returncode:
+        pytest.skip("no git history here")
+    ancestor = ["git", "merge-base", "--is-ancestor", older, newer]
+    assert subprocess.run(ancestor, cwd=ROOT, capture_output=True).returncode == 0
