@@ -19,6 +19,7 @@ import json
 import math
 import os
 import platform
+import re
 import statistics
 import sys
 import time
@@ -384,3 +385,16 @@ def _jsonable(x):
     if isinstance(x, torch.Tensor):
         return x.tolist()
     raise TypeError(f"cannot write {type(x).__name__} to JSON")
+
+
+def rerun(name: str) -> None:
+    """Run experiment `name` again with the options its committed result records (its command,
+    less the folder it wrote to, and the time budget for E8), overwriting that result."""
+    import subprocess
+
+    made = json.loads((FINDINGS / f"{name}.json").read_text())
+    args = re.sub(r" --out \S+", "", made["command"]).split()[2:]  # after "python <script>"
+    if "minutes_per_run" in made:
+        args += ["--minutes", str(made["minutes_per_run"])]
+    script = Path(__file__).resolve().parent / f"{name}.py"
+    subprocess.run([sys.executable, str(script), *args], check=True)
