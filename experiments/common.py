@@ -21,6 +21,7 @@ import os
 import platform
 import re
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -390,8 +391,6 @@ def _jsonable(x):
 def rerun(name: str) -> None:
     """Run experiment `name` again with the options its committed result records (its command,
     less the folder it wrote to, and the time budget for E8), overwriting that result."""
-    import subprocess
-
     made = json.loads((FINDINGS / f"{name}.json").read_text())
     args = re.sub(r" --out \S+", "", made["command"]).split()[2:]  # after "python <script>"
     if "minutes_per_run" in made:

@@ -163,3 +163,18 @@ def test_findings_ran_from_clean_trees_in_order():
         pytest.skip("no git history here")
     ancestor = ["git", "merge-base", "--is-ancestor", older, newer]
     assert subprocess.run(ancestor, cwd=ROOT, capture_output=True).returncode == 0
+
+
+def test_rerun_repeats_the_recorded_command(monkeypatch):
+    sys.path.insert(0, str(ROOT / "experiments"))
+    import common
+
+    calls = []
+    monkeypatch.setattr(common.subprocess, "run", lambda cmd, check: calls.append(cmd))
+    for name in ("e2_activations", "e8_scaling"):
+        common.rerun(name)
+        made = _load(name)
+        cmd = calls[-1]
+        assert cmd[1] == str(ROOT / "experiments" / f"{name}.py") and "--out" not in cmd
+        assert cmd[2:4] == ["--jobs", "2"]  # the recorded options, less --out and its folder
+        assert ("--minutes" in cmd) == ("minutes_per_run" in made)
