@@ -137,6 +137,17 @@ def test_the_findings_compare_like_with_like():
         )
     e3 = _load("e3_attention")
     assert e3["runs"][e3["base"]] == rep["runs"]["mish"]
+    # E8 trains every size on the same batches; E2's runs share one evaluation recipe
+    e8 = _load("e8_scaling")["runs"]
+    shapes = {
+        (r["train"]["batch_size"], r["train"]["seq_len"])
+        for v in e8.values()
+        for rs in v.values()
+        for r in rs
+    }
+    assert shapes == {(16, 128)}
+    e2 = [r for rs in runs["e2_activations"].values() for r in rs]
+    assert len({(r["train"]["eval_batches"], r["val_bits"]["n_samples"]) for r in e2}) == 1
     # E9's whole-bytes arm is E7's diffusion arm; E9 records four fields E7 lacks, at plain values
     new = {
         "model": {"subtokens": 1, "subtoken_embedding": "sum"},
