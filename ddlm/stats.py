@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 _LARGE_DF = 2000  # past this many degrees of freedom the t distribution is the normal to 1e-3
 
@@ -74,7 +75,7 @@ class Comparison:
     def t(self) -> float:
         return self.mean / self.se
 
-    @property
+    @cached_property  # a bisection; __str__ and interval read it several times
     def bar(self) -> float:
         return t_bar(self.df)
 

@@ -300,10 +300,12 @@ def mean_sd(xs: list[float]) -> dict:
 def paired_difference(a: list[float], b: list[float]) -> dict:
     """Mean of a_i - b_i over paired runs (same seed: same data order and masks), with its
     standard error sd / sqrt(n): the uncertainty of the difference itself, which pairing
-    makes far smaller than the spread of either list."""
-    d = [x - y for x, y in zip(a, b, strict=True)]
-    sd = statistics.stdev(d) if len(d) > 1 else float("nan")
-    return {"mean": statistics.fmean(d), "se": sd / math.sqrt(len(d)), "n": len(d)}
+    makes far smaller than the spread of either list (`ddlm.stats.paired`; a single run has
+    no standard error)."""
+    if len(a) == len(b) == 1:
+        return {"mean": a[0] - b[0], "se": float("nan"), "n": 1}
+    c = stats.paired(a, b)
+    return {"mean": c.mean, "se": c.se, "n": len(a)}
 
 
 def mcnemar(first: list[bool], second: list[bool]) -> dict:
