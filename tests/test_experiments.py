@@ -11,6 +11,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPTS = sorted((ROOT / "experiments").glob("e[0-9]_*.py"))
+# Measurements beside the nine findings, read by notebook 10 as well: E6b, the rates E6's
+# micro diffusion model learns first.
+ALL = [*SCRIPTS, ROOT / "experiments" / "e6b_rates.py"]
 FINDINGS = ROOT / "data" / "findings"
 
 
@@ -24,7 +27,7 @@ SHIPPED["e6_diffusion_vs_ar"] = ("tiny", "tiny-ar")
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("script", ALL, ids=lambda p: p.stem)
 def test_quick_run_writes_json(script, tmp_path):
     out, cache = tmp_path / "out", tmp_path / "cache"
     cmd = [sys.executable, str(script), "--quick", "--out", str(out), "--cache", str(cache)]
@@ -88,7 +91,7 @@ def _check_provenance(p: dict, script: Path, check_revision: bool = False) -> No
         assert p["weights_sha256"][name] == _sha_at(None, weights), f"{name} was re-shipped since"
 
 
-@pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("script", ALL, ids=lambda p: p.stem)
 def test_committed_result_is_a_full_run(script):
     path = FINDINGS / f"{script.stem}.json"
     assert path.exists(), f"run `python experiments/{script.name}` and commit {path.name}"
@@ -163,7 +166,7 @@ def test_the_findings_compare_like_with_like():
 
 
 def test_findings_ran_from_clean_trees_in_order():
-    results = [_load(p.stem) for p in SCRIPTS]
+    results = [_load(p.stem) for p in ALL]
     assert not any(r["provenance"]["git_dirty"] for r in results)
     rep = json.loads((FINDINGS / "replications" / "e2_activations_07d2d2f.json").read_text())
     older, newer = (
